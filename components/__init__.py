@@ -1,0 +1,1 @@
+"""KFP components: one thin `@dsl.component` per stage. Bodies import `fathom` and call the stage function."""

@@ -1,0 +1,40 @@
+"""Shared settings of every component: the pinned project images and the GPU node-pool placement."""
+
+from __future__ import annotations
+
+import os
+
+# Images built from images/ (tag = project version). Override with FATHOM_IMAGE_* at compile time.
+REGISTRY = os.environ.get("FATHOM_IMAGE_REGISTRY", "ghcr.io/fathom-pipelines")
+VERSION = "0.1.0"
+CPU_IMAGE = os.environ.get("FATHOM_IMAGE_CPU", f"{REGISTRY}/fathom-cpu:{VERSION}")
+GPU_IMAGE = os.environ.get("FATHOM_IMAGE_GPU", f"{REGISTRY}/fathom-trainer:{VERSION}")
+
+GPU_NODE_LABEL = os.environ.get("FATHOM_GPU_NODE_LABEL", "fathom.ai/pool")
+GPU_NODE_VALUE = os.environ.get("FATHOM_GPU_NODE_VALUE", "gpu")
+GPU_TYPE = os.environ.get("FATHOM_GPU_TYPE", "nvidia.com/gpu")
+
+
+def on_gpu_pool(task, *, gpus: int = 1, memory: str = "64G", cpu: str = "8", secrets: dict[str, dict[str, str]] | None = None,
+                shm_size: str = "16Gi"):
+    """Place a task on the GPU node pool: accelerator, node selector, toleration, /dev/shm as a memory emptyDir,
+    secrets as env. All of this compiles into the IR and is ignored by `kfp.local`."""
+    from kfp import kubernetes
+
+    task.set_accelerator_type(GPU_TYPE).set_accelerator_limit(gpus)
+    task.set_cpu_limit(cpu).set_memory_limit(memory)
+    kubernetes.add_node_selector(task, label_key=GPU_NODE_LABEL, label_value=GPU_NODE_VALUE)
+    kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=shm_size)
+    for secret_name, mapping in (secrets or {}).items():
+        kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=mapping)
+    return task
+
+
+def with_secrets(task, secrets: dict[str, dict[str, str]] | None):
+    """Expose Kubernetes Secrets as env vars ({secret_name: {key: ENV_NAME}})."""
+    from kfp import kubernetes
+
+    for secret_name, mapping in (secrets or {}).items():
+        kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=mapping)
+    return task

