@@ -17,7 +17,8 @@ console = Console(stderr=True)
 
 # Areas that add commands. A module that does not exist yet is skipped; a module that fails to import is an error.
 AREAS = [
-    "fathom.web.cli",  # serve tools, corpus index, offline web
+    "fathom.web.cli",  # serve tools
+    "fathom.web.offline.cli",  # corpus index|search, web build|serve
     "fathom.agent.cli",  # research
     "fathom.selfplay.cli",  # duetqa
     "fathom.sftdata.cli",  # sft-corpus

