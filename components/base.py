@@ -6,7 +6,7 @@ import os
 
 # Images built from images/ (tag = project version). Override with FATHOM_IMAGE_* at compile time.
 REGISTRY = os.environ.get("FATHOM_IMAGE_REGISTRY", "ghcr.io/fathom-pipelines")
-VERSION = "0.1.0"
+from fathom import __version__ as VERSION  # noqa: E402  (images are tagged with the project version)
 CPU_IMAGE = os.environ.get("FATHOM_IMAGE_CPU", f"{REGISTRY}/fathom-cpu:{VERSION}")
 GPU_IMAGE = os.environ.get("FATHOM_IMAGE_GPU", f"{REGISTRY}/fathom-trainer:{VERSION}")
 
