@@ -25,6 +25,8 @@ AREAS = [
     "fathom.rl.cli",  # train search
     "fathom.sft.cli",  # train synthesizer
     "fathom.evaluate.cli",  # eval
+    "fathom.convert.cli",  # convert
+    "fathom.deploy.cli",  # deploy render|validate|apply|rollback|local|smoke
     "fathom.pipeline_cli",  # pipeline compile/run/submit/schedule
 ]
 

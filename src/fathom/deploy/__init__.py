@@ -1,0 +1,1 @@
+"""Release: KServe manifests, offline validation, apply/rollback, local serving and smoke tests."""
