@@ -224,77 +224,16 @@ def _is_our_server(pid: int, model_dir: str) -> bool:
 
 # ------------------------------------------------------------------------------------------------ fallback server
 # Request bodies of the fallback server (module level: FastAPI resolves them from the module's namespace).
-class _Sampling(BaseModel):
-    model: str | None = None
-    max_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: list[str] | str | None = None
-    seed: int | None = None
-
-
-class CompletionBody(_Sampling):
-    prompt: str
-    repetition_penalty: float | None = None
-
-
-class ChatBody(_Sampling):
-    messages: list[dict]
-
-
 def create_openai_app(model_dir: str | Path, name: str | None = None, client=None):
-    """A minimal OpenAI-compatible app (`/v1/completions`, `/v1/chat/completions`, `/v1/models`, `/health`) over
-    the in-process LocalClient. `client` lets tests reuse an already loaded model."""
-    import uuid
-
-    from fastapi import FastAPI, HTTPException
-
+    """The fallback OpenAI-compatible server over the in-process LocalClient (`fathom.llm.server`); requests for
+    another model name get 404. `client` lets tests reuse an already loaded model."""
     from fathom.llm.local import LocalClient
+    from fathom.llm.server import create_openai_app as serve_client
 
     model_dir = Path(model_dir)
     served = name or model_dir.name
     llm = client or LocalClient(model_dir, name=served)
-    app = FastAPI(title="fathom local OpenAI-compatible server")
-
-    def check_model(requested: str | None) -> None:
-        if requested and requested not in (served, str(model_dir)):
-            raise HTTPException(404, f"model {requested!r} is not served here (serving {served!r})")
-
-    def stops(s):
-        return [s] if isinstance(s, str) else s
-
-    def usage(c):
-        return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-                "total_tokens": c.prompt_tokens + c.completion_tokens}
-
-    @app.get("/health")
-    async def health():
-        return {"status": "ok"}
-
-    @app.get("/v1/models")
-    async def models():
-        return {"object": "list", "data": [{"id": served, "object": "model", "owned_by": "fathom"}]}
-
-    @app.post("/v1/completions")
-    async def completions(body: CompletionBody):
-        check_model(body.model)
-        c = await llm.complete(body.prompt, max_tokens=body.max_tokens, temperature=body.temperature,
-                               top_p=body.top_p, stop=stops(body.stop), seed=body.seed,
-                               repetition_penalty=body.repetition_penalty)
-        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                "model": served, "choices": [{"index": 0, "text": c.text, "finish_reason": c.finish_reason}],
-                "usage": usage(c)}
-
-    @app.post("/v1/chat/completions")
-    async def chat(body: ChatBody):
-        check_model(body.model)
-        c = await llm.chat(body.messages, max_tokens=body.max_tokens, temperature=body.temperature,
-                           top_p=body.top_p, stop=stops(body.stop), seed=body.seed)
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": served, "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text},
-                                              "finish_reason": c.finish_reason}], "usage": usage(c)}
-
-    return app
+    return serve_client(llm, served_names={served, str(model_dir)}, served_name=served)
 
 
 def main(argv: list[str] | None = None) -> None:

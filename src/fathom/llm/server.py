@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 from fathom.llm.base import LLMClient
@@ -34,27 +34,35 @@ class ChatRequest(_Sampling):
     messages: list[dict[str, Any]]
 
 
-def create_openai_app(client: LLMClient) -> FastAPI:
-    app = FastAPI(title=f"OpenAI-compatible server for {client.model}")
+def create_openai_app(client: LLMClient, *, served_names: set[str] | None = None,
+                      served_name: str | None = None) -> FastAPI:
+    """`served_names`: when set, a request naming another model gets 404 (as vLLM does)."""
+    name = served_name or client.model
+    app = FastAPI(title=f"OpenAI-compatible server for {name}")
+
+    def check_model(requested: str) -> None:
+        if served_names and requested and requested not in served_names:
+            raise HTTPException(404, f"model {requested!r} is not served here (serving {name!r})")
 
     def _envelope(kind: str, choice: dict, c) -> dict:
         return {
             "id": f"{kind}-{uuid.uuid4().hex[:12]}", "object": kind, "created": int(time.time()),
-            "model": client.model, "choices": [choice],
+            "model": name, "choices": [choice],
             "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
                       "total_tokens": c.prompt_tokens + c.completion_tokens},
         }
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "model": client.model}
+        return {"status": "ok", "model": name}
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": client.model, "object": "model", "owned_by": "fathom"}]}
+        return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "fathom"}]}
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest) -> dict:
+        check_model(req.model)
         c = await client.complete(req.prompt, max_tokens=req.max_tokens, temperature=req.temperature,
                                   top_p=req.top_p, stop=req.stops(), seed=req.seed,
                                   repetition_penalty=req.repetition_penalty)
@@ -62,6 +70,7 @@ def create_openai_app(client: LLMClient) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest) -> dict:
+        check_model(req.model)
         messages = [{"role": m["role"], "content": str(m.get("content") or "")} for m in req.messages]
         c = await client.chat(messages, max_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p,
                               stop=req.stops(), seed=req.seed)
