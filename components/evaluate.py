@@ -1,0 +1,100 @@
+"""KFP components of the evaluation stage (thin wrappers over `fathom.evaluate.stages`).
+
+Every body imports `fathom` inside the function (lightweight Python components run the function's source in the
+task's interpreter: the project image on a cluster, the current interpreter under `kfp.local`). Numbers crossing
+KFP arrive as floats locally: they are cast in the stage functions.
+"""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
+
+from components.base import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def evaluate_benchmark(
+    benchmark: str,
+    config_json: str,
+    tools_url: str,
+    limit: int,
+    run: Output[Dataset],
+    metrics: Output[Metrics],
+    report_html: Output[HTML],
+    report_md: Output[Markdown],
+):
+    """One benchmark: `run` is the run folder (results.jsonl, metrics.json, run.json, reports); `metrics` the
+    headline numbers; `report_html`/`report_md` render in the KFP UI. `config_json` is an EvalConfig without
+    datasets/out (agent, judge, concurrency, ...); an empty `tools_url` starts the in-process offline stack;
+    `limit` <= 0 evaluates every example."""
+    from pathlib import Path
+
+    from fathom.evaluate.stages import copy_reports, evaluate_stage, headline
+
+    res = evaluate_stage(benchmark, Path(run.path), config_json, tools_url=tools_url, limit=limit)
+    for key, value in headline(res.metrics).items():
+        metrics.log_metric(key, value)
+    run.metadata.update({"benchmark": benchmark, "rows": res.metrics.overall.n,
+                         "accuracy": res.metrics.overall.accuracy})
+    copy_reports(Path(run.path), report_html.path, report_md.path)
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def evaluation_report(
+    runs: Input[list[Dataset]],
+    name: str,
+    combined: Output[Dataset],
+    metrics: Output[Metrics],
+    report_html: Output[HTML],
+    report_md: Output[Markdown],
+):
+    """Fan-in: all benchmark runs into one run folder (`combined`) with one report and the headline numbers."""
+    from pathlib import Path
+
+    from fathom.evaluate.stages import copy_reports, headline, merge_runs
+
+    m = merge_runs([r.path for r in runs], Path(combined.path), name=name)
+    for key, value in headline(m).items():
+        metrics.log_metric(key, value)
+    combined.metadata.update({"rows": m.overall.n, "benchmarks": ",".join(m.benchmarks)})
+    copy_reports(Path(combined.path), report_html.path, report_md.path)
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def evaluation_gate(
+    candidate: Input[Dataset],
+    baseline_uri: str,
+    require: str,
+    min_delta: float,
+    max_drop: float,
+    metrics: Output[Metrics],
+    report_html: Output[HTML],
+    report_md: Output[Markdown],
+) -> NamedTuple("GateOutputs", [("passed", bool), ("reason", str)]):
+    """Quality gate: is the candidate run better than the baseline run at `baseline_uri` (s3:// or a path)?
+    An empty `baseline_uri` passes (nothing deployed yet). Downstream steps branch on `passed`."""
+    import tempfile
+    from collections import namedtuple
+    from pathlib import Path
+
+    from fathom.evaluate.compare import GateConfig
+    from fathom.evaluate.stages import gate_stage
+
+    out = Path(tempfile.mkdtemp(prefix="gate-"))
+    comp = gate_stage(Path(candidate.path), baseline_uri, out,
+                      GateConfig(require=require, min_delta=float(min_delta), max_drop=float(max_drop)))
+    result = namedtuple("GateOutputs", ["passed", "reason"])
+    if comp is None:
+        text = "No baseline given: the gate passes (first release)."
+        Path(report_md.path).write_text(f"# Quality gate\n\n{text}\n")
+        Path(report_html.path).write_text(f"<html><body><h1>Quality gate</h1><p>{text}</p></body></html>")
+        metrics.log_metric("passed", 1.0)
+        return result(True, text)
+    metrics.log_metric("passed", float(comp.passed))
+    metrics.log_metric("delta", comp.pooled.delta)
+    metrics.log_metric("delta_ci_low", comp.pooled.ci_low)
+    metrics.log_metric("delta_ci_high", comp.pooled.ci_high)
+    Path(report_md.path).write_text((out / "comparison.md").read_text())
+    Path(report_html.path).write_text((out / "comparison.html").read_text())
+    return result(comp.passed, comp.reason)
