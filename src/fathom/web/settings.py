@@ -125,16 +125,11 @@ class ToolServerSettings(BaseSettings):
         return Path(self.cache_dir) if self.cache_dir else fathom_home() / "tool-cache"
 
     def check(self) -> None:
-        """Start-up checks that need the environment: keys of enabled remote services, the index folder."""
+        """Start-up checks of the environment: the keys of every enabled remote service (named when missing)."""
         if self.search_backend == "serper" and not os.environ.get(self.serper_api_key_env):
             raise ConfigError(
                 f"search_backend=serper needs a Serper API key in the environment variable {self.serper_api_key_env} "
                 "(it is not set)")
-        if self.search_backend == "local":
-            if self.index_dir is None:
-                raise ConfigError("search_backend=local needs index_dir (a folder written by `fathom corpus index`)")
-            if not Path(self.index_dir).is_dir():
-                raise ConfigError(f"index_dir {self.index_dir} does not exist (build it with `fathom corpus index`)")
         if self.jina_mode != "off" and not os.environ.get(self.jina_api_key_env):
             raise ConfigError(
                 f"jina_mode={self.jina_mode} needs a Jina key in the environment variable {self.jina_api_key_env}")
