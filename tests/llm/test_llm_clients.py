@@ -159,3 +159,17 @@ async def test_local_model_served_over_openai_protocol(embedded_client):
             out = await client.complete("<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n",
                                         max_tokens=8, temperature=0.0)
     assert out.text.strip() and out.completion_tokens <= 8
+
+
+async def test_local_generation_stops_when_its_caller_is_cancelled(embedded_client):
+    """A timed-out caller must not leave generation running in the worker thread (2000 tokens would take
+    minutes on CPU; the thread must notice the cancel flag at its next token)."""
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(1.0):
+            await embedded_client.complete("Write a very long story about a volcano.", max_tokens=2000)
+    t0 = time.perf_counter()
+    while embedded_client._lock.locked() and time.perf_counter() - t0 < 10:
+        await asyncio.sleep(0.05)
+    assert not embedded_client._lock.locked(), "generation kept running after its caller was cancelled"
+    out = await embedded_client.complete("1, 2, 3,", max_tokens=2)
+    assert out.completion_tokens <= 2

@@ -46,8 +46,16 @@ class LocalClient(LLMClient):
         return len(self._tok(text, add_special_tokens=False).input_ids)
 
     def _generate(self, prompt: str, max_tokens: int, temperature: float, top_p: float, stop: list[str] | None,
-                  seed: int | None, repetition_penalty: float | None) -> Completion:
+                  seed: int | None, repetition_penalty: float | None,
+                  cancel: threading.Event | None = None) -> Completion:
         import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class _Cancelled(StoppingCriteria):
+            """Ends generation at the next token once the awaiting task was cancelled (e.g. a timeout)."""
+
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), bool(cancel and cancel.is_set()), dtype=torch.bool)
 
         t0 = time.perf_counter()
         ids = self._tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
@@ -62,6 +70,7 @@ class LocalClient(LLMClient):
             kwargs["repetition_penalty"] = float(repetition_penalty)
         if stop:
             kwargs.update(stop_strings=list(stop), tokenizer=self._tok)
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_Cancelled()])
         with self._lock, torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
@@ -78,8 +87,13 @@ class LocalClient(LLMClient):
 
     async def complete(self, prompt, *, max_tokens, temperature=0.0, top_p=1.0, stop=None, seed=None,
                        repetition_penalty=None) -> Completion:
-        return await asyncio.to_thread(self._generate, prompt, max_tokens, temperature, top_p, stop, seed,
-                                       repetition_penalty)
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(self._generate, prompt, max_tokens, temperature, top_p, stop, seed,
+                                           repetition_penalty, cancel)
+        except asyncio.CancelledError:
+            cancel.set()  # the worker thread stops at its next token instead of running on
+            raise
 
     def render_chat(self, messages: list[ChatMessage]) -> str:
         return self._tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
