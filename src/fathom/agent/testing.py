@@ -9,11 +9,8 @@
 
 
 import asyncio
-import json
-import threading
+import contextlib
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from fathom.errors import LLMError
@@ -119,43 +116,15 @@ ANSWER_TURN = "The search settles it.</think>\nThe answer is \\boxed{42}."
 def stub_model_app(*, tool_turn: str = TOOL_TURN, answer_turn: str = ANSWER_TURN):
     """Instant OpenAI-compatible completions: a tool-call turn when the prompt holds no tool response yet, then the
     answer turn. Stateless, so any number of concurrent agents can share it."""
-    from fastapi import FastAPI, Request
+    from fathom.llm.scripted import ScriptedClient
+    from fathom.llm.server import create_openai_app
 
-    app = FastAPI()
-
-    @app.post("/v1/completions")
-    async def completions(request: Request) -> dict:
-        body = json.loads(await request.body())
-        prompt = body.get("prompt", "")
-        text = answer_turn if "<tool_response>" in prompt else tool_turn
-        return {"id": "cmpl-stub", "object": "text_completion", "model": body.get("model", "stub"),
-                "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": len(text) // 4}}
-
-    @app.get("/health")
-    async def health() -> dict:
-        return {"status": "ok"}
-
-    return app
+    return create_openai_app(ScriptedClient(lambda prompt: answer_turn if "<tool_response>" in prompt else tool_turn,
+                                            model="stub"))
 
 
-@contextmanager
-def serve_app(app, host: str = "127.0.0.1", port: int = 0, *, timeout_s: float = 20.0) -> Iterator[str]:
+def serve_app(app, host: str = "127.0.0.1", port: int = 0) -> "contextlib.AbstractContextManager[str]":
     """Serve an ASGI app with uvicorn on loopback in a daemon thread; yields ``http://host:port``."""
-    import uvicorn
+    from fathom.web.server import serve_in_thread
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True, name="fathom-serve-app")
-    thread.start()
-    deadline = time.monotonic() + timeout_s
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://{host}:{bound}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    return serve_in_thread(app, host=host, port=port)
