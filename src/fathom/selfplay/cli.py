@@ -1,0 +1,79 @@
+"""`fathom duetqa`: DuetQA self-play generation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="duetqa")(duetqa)
+
+
+def duetqa(
+    out: Path = typer.Option(..., "--out", help="Output folder (resumes if it holds an unfinished run)."),
+    n: int = typer.Option(8, "--n", help="Candidates to plan."),
+    config: Path | None = typer.Option(None, "--config", help="YAML/JSON DuetQAConfig; flags override it."),
+    tools: str | None = typer.Option(None, "--tools", help="Tool server URL (default: start the offline stack)."),
+    mode: str | None = typer.Option(None, "--mode", help="mixture | seeded | both"),
+    source: str | None = typer.Option(None, "--source", help="model | truth (offline ground truth, test mode)"),
+    m1: str | None = typer.Option(None, "--m1", help="Role M1 (search generator/solver), e.g. local:smollm2."),
+    m2: str | None = typer.Option(None, "--m2", help="Role M2 (search generator/solver)."),
+    m3: str | None = typer.Option(None, "--m3", help="Role M3 (obfuscator, no-search solver)."),
+    judge: str | None = typer.Option(None, "--judge", help="Answer judge role."),
+    themes: Path | None = typer.Option(None, "--themes", help="Theme bank file (one per line)."),
+    seeds: Path | None = typer.Option(None, "--seeds", help="Seed bank JSONL."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed of the item plans."),
+    max_items: int | None = typer.Option(None, "--max-items", help="Budget: items processed in this run."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Budget: total model tokens in this run."),
+    max_turns: int | None = typer.Option(None, "--max-turns", help="Agent turns per search run."),
+    concurrency: int | None = typer.Option(None, "--concurrency", help="Items in flight (and per-role requests)."),
+    upload: str | None = typer.Option(None, "--upload", help="Also upload the output folder to this URI (s3://...)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Generate DuetQA pairs: generate -> obfuscate -> verify -> dedup; writes a datasets folder, JSONL, RL rows and
+    a dataset card under OUT."""
+    from rich.console import Console
+
+    from fathom.selfplay.config import DuetQAConfig
+    from fathom.selfplay.runner import run_duetqa
+
+    console = Console(stderr=True)
+    data = _load_config(config)
+    overrides = {"n": n, "mode": mode, "source": source, "m1": m1, "m2": m2, "m3": m3, "judge": judge,
+                 "themes_path": themes, "seeds_path": seeds, "seed": seed, "max_items": max_items,
+                 "max_tokens": max_tokens}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if concurrency is not None:
+        data.update(max_in_flight=concurrency, role_concurrency=concurrency)
+    if max_turns is not None:
+        data.setdefault("agent", {})["max_turns"] = max_turns
+    cfg = DuetQAConfig.model_validate(data)
+    res = run_duetqa(cfg, out, tools_url=tools, show_progress=not quiet)
+    console.print(f"[green]DuetQA[/green] kept {res.kept} of {res.n_done} processed ({res.n_planned} planned) "
+                  f"-> {out}")
+    console.print("funnel: " + " -> ".join(f"{k} {v}" for k, v in res.funnel.items()))
+    if res.rejections:
+        console.print("rejections: " + ", ".join(f"{k} {v}" for k, v in sorted(res.rejections.items())))
+    if not res.complete:
+        console.print(f"[yellow]incomplete[/yellow] ({res.stopped_by or 'budget'}): rerun to resume")
+    if upload:
+        from fathom import storage
+
+        storage.upload(out, upload)
+        console.print(f"uploaded to {upload}")
+
+
+def _load_config(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    import json
+
+    import yaml
+
+    text = Path(path).read_text()
+    data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    if not isinstance(data, dict):
+        raise typer.BadParameter(f"{path} must hold a mapping")
+    return data
