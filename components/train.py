@@ -1,0 +1,111 @@
+"""KFP components of the training stages (thin wrappers over fathom.rl / fathom.sft).
+
+No `from __future__ import annotations` here: KFP reads the real annotation objects. Bodies import `fathom` inside
+the function. GPU placement, secrets and caching are set where the pipeline composes these (see
+pipelines/train.py and components.base.on_gpu_pool).
+
+Model artifacts hold the final model folder (safetensors + tokenizer). The working folder (checkpoints, TensorBoard)
+lives next to the artifact, or is mirrored to `checkpoint_uri` (S3-compatible) when given, so large checkpoints go
+to object storage and a restarted pod resumes from them.
+"""
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
+
+from components.base import GPU_IMAGE
+
+_PRESET_DOC = "preset: gpu | cpu-smoke"
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def prepare_rl_prompts(uri: str, n: int, hops: int, dataset: Output[Dataset]):
+    """RL prompt rows {id, prompt, answer}: downloaded from `uri` (a dataset folder/file, local or s3://) or, when
+    empty, `n` ground-truth questions of the offline web."""
+    from pathlib import Path
+
+    from fathom.rl.data import load_rl_rows, offline_rows, write_jsonl
+
+    if uri:
+        from fathom import storage
+
+        local = storage.download(uri, Path(dataset.path + ".src"))
+        rows = load_rl_rows(local)
+    else:
+        rows = offline_rows(int(n), hops=int(hops))
+    Path(dataset.path).mkdir(parents=True, exist_ok=True)
+    write_jsonl(rows, Path(dataset.path) / "rl.jsonl")
+    dataset.metadata.update({"rows": len(rows), "columns": "id,prompt,answer,source"})
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def prepare_sft_rows(uri: str, dataset: Output[Dataset]):
+    """Synthesizer SFT rows (`messages`): downloaded from `uri`, or a tiny synthetic set when empty."""
+    from pathlib import Path
+
+    from fathom.rl.data import write_jsonl
+    from fathom.sft.trainer import load_sft_rows, tiny_sft_rows
+
+    if uri:
+        from fathom import storage
+
+        rows = load_sft_rows(storage.download(uri, Path(dataset.path + ".src")))
+    else:
+        rows = tiny_sft_rows()
+    Path(dataset.path).mkdir(parents=True, exist_ok=True)
+    write_jsonl(rows, Path(dataset.path) / "sft.jsonl")
+    dataset.metadata.update({"rows": len(rows)})
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def rapo_stage1(preset: str, base_model: str, tools_url: str, judge: str, labeller: str, config_json: str,
+                checkpoint_uri: str, dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
+                curves: Output[HTML]):
+    """RAPO stage 1 (Eq. 4 reward) from `base_model` (local:smollm2, a folder or an s3:// URI)."""
+    from fathom.rl.stage import run_search_component
+
+    run_search_component(stage=1, preset=preset, base_model=base_model, tools_url=tools_url, judge=judge,
+                         labeller=labeller, config_json=config_json, checkpoint_uri=checkpoint_uri,
+                         dataset_path=dataset.path, model=model, metrics=metrics, curves=curves)
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def stage2_filter(preset: str, tools_url: str, judge: str, limit_per_source: int, policy: Input[Model],
+                  duetqa: Input[Dataset], kept: Output[Dataset], metrics: Output[Metrics]):
+    """Stage-2 data: DuetQA + math + ≥3-hop MuSiQue, filtered against the stage-1 policy (keep the unsolved)."""
+    import json
+    from pathlib import Path
+
+    from fathom.rl.data import read_records, write_jsonl
+    from fathom.rl.filter import build_and_filter
+
+    src = Path(duetqa.path)
+    duet_file = src / "rl.jsonl" if (src / "rl.jsonl").exists() else src
+    stats = build_and_filter(Path(kept.path), model=policy.path, tools_url=tools_url or None, preset=preset,
+                             duetqa=duet_file, limit_per_source=int(limit_per_source) or None, judge=judge)
+    write_jsonl(read_records(Path(kept.path) / "kept.jsonl"), Path(kept.path) / "rl.jsonl")
+    for key in ("total", "kept", "dropped"):
+        metrics.log_metric(key, stats[key])
+    kept.metadata.update({"rows": stats["kept"], "filter": json.dumps(stats["by_source"])})
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def rapo_stage2(preset: str, tools_url: str, judge: str, labeller: str, config_json: str, checkpoint_uri: str,
+                policy: Input[Model], dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
+                curves: Output[HTML]):
+    """RAPO stage 2 (Eq. 8 step-level reward) continuing from the stage-1 policy on the filtered mixture."""
+    from fathom.rl.stage import run_search_component
+
+    run_search_component(stage=2, preset=preset, base_model=policy.path, tools_url=tools_url, judge=judge,
+                         labeller=labeller, config_json=config_json, checkpoint_uri=checkpoint_uri,
+                         dataset_path=dataset.path, model=model, metrics=metrics, curves=curves)
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def synthesizer_sft(preset: str, base_model: str, config_json: str, checkpoint_uri: str, dataset: Input[Dataset],
+                    model: Output[Model], metrics: Output[Metrics], curves: Output[HTML]):
+    """Synthesizer SFT (assistant-only loss, YaRN ×2 in the saved config, packing, gradient checkpointing)."""
+    from fathom.sft.trainer import run_sft_component
+
+    run_sft_component(preset=preset, base_model=base_model, config_json=config_json,
+                      checkpoint_uri=checkpoint_uri, dataset_path=dataset.path, model=model, metrics=metrics,
+                      curves=curves)

@@ -1,0 +1,71 @@
+"""The training pipeline: RAPO stage 1 → stage-2 filter → RAPO stage 2, and synthesizer SFT in parallel.
+
+GPU steps (both RAPO stages, the filter's rollouts and SFT) are placed on the GPU node pool (accelerator type and
+limit, node selector, toleration, /dev/shm emptyDir, judge/labeller API keys as env from a Secret); all of that
+compiles into the IR and is ignored by `kfp.local`. Generation and training are non-deterministic: caching is off.
+"""
+
+import os
+
+from kfp import dsl
+
+from components.base import on_gpu_pool
+from components.train import (
+    prepare_rl_prompts,
+    prepare_sft_rows,
+    rapo_stage1,
+    rapo_stage2,
+    stage2_filter,
+    synthesizer_sft,
+)
+
+GPUS = int(os.environ.get("FATHOM_TRAIN_GPUS", "8"))
+#: Kubernetes Secret holding role API keys (judge, labeller) → env vars the role strings name.
+SECRETS = {os.environ.get("FATHOM_LLM_SECRET", "fathom-llm-keys"): {"openai-api-key": "OPENAI_API_KEY"}}
+
+
+def _gpu(task, gpus: int = GPUS):
+    on_gpu_pool(task, gpus=gpus, secrets=SECRETS)
+    task.set_caching_options(False)
+    return task
+
+
+@dsl.pipeline(name="fathom-train", description="RAPO stage 1 + stage-2 filter + RAPO stage 2; synthesizer SFT.")
+def train_pipeline(
+    preset: str = "cpu-smoke",
+    base_model: str = "local:smollm2",
+    rl_data_uri: str = "",
+    sft_data_uri: str = "",
+    n_prompts: int = 4,
+    tools_url: str = "",
+    judge: str = "exact",
+    labeller: str = "heuristic",
+    stage1_config_json: str = "{}",
+    stage2_config_json: str = "{}",
+    sft_config_json: str = "{}",
+    filter_limit_per_source: int = 4,
+    checkpoint_uri: str = "",
+):
+    prompts = prepare_rl_prompts(uri=rl_data_uri, n=n_prompts, hops=2).set_caching_options(False)
+    s1 = _gpu(rapo_stage1(preset=preset, base_model=base_model, tools_url=tools_url, judge=judge,
+                          labeller=labeller, config_json=stage1_config_json, checkpoint_uri=checkpoint_uri,
+                          dataset=prompts.outputs["dataset"]))
+    s1.set_display_name("RAPO stage 1")
+    filt = _gpu(stage2_filter(preset=preset, tools_url=tools_url, judge=judge,
+                              limit_per_source=filter_limit_per_source, policy=s1.outputs["model"],
+                              duetqa=prompts.outputs["dataset"]), gpus=1)
+    filt.set_display_name("stage-2 filter")
+    s2 = _gpu(rapo_stage2(preset=preset, tools_url=tools_url, judge=judge, labeller=labeller,
+                          config_json=stage2_config_json, checkpoint_uri=checkpoint_uri,
+                          policy=s1.outputs["model"], dataset=filt.outputs["kept"]))
+    s2.set_display_name("RAPO stage 2")
+    sft_rows = prepare_sft_rows(uri=sft_data_uri).set_caching_options(False)
+    sft = _gpu(synthesizer_sft(preset=preset, base_model=base_model, config_json=sft_config_json,
+                               checkpoint_uri=checkpoint_uri, dataset=sft_rows.outputs["dataset"]))
+    sft.set_display_name("synthesizer SFT")
+
+
+PIPELINE = train_pipeline
+#: The embedded run: CPU smoke presets on SmolLM2 and the offline web (checkpoints stay in the local root).
+LOCAL_ARGUMENTS: dict = {"preset": "cpu-smoke", "base_model": "local:smollm2", "n_prompts": 2,
+                         "filter_limit_per_source": 2}

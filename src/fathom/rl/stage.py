@@ -1,0 +1,197 @@
+"""The search-agent training stage (stage 1 or stage 2) as a library function: typed spec in, a folder out.
+
+Output folder::
+
+    OUT/checkpoint-N/        model, optimizer, scheduler, RNG (TRL) + rapo_state.json (schedule, pruned set, replay)
+    OUT/runs/                TensorBoard events
+    OUT/metrics.jsonl        one row per logged step
+    OUT/plots/*.png          Fig. 5–7 style curves
+    OUT/final/               the trained policy (safetensors + tokenizer), `.complete` when finished
+    OUT/summary.json         what ran and the last metrics
+
+Resumable: ``resume=True`` continues from the newest checkpoint (same next batch); a finished stage is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from fathom.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class SearchTrainSpec(BaseModel):
+    """One RAPO training stage of the search agent."""
+
+    out_dir: Path = Field(description="Output folder (checkpoints, metrics, plots, final model).")
+    preset: Literal["gpu", "cpu-smoke"] = Field(default="cpu-smoke", description="RAPOConfig preset.")
+    stage: Literal[1, 2] = Field(default=1, description="1 = Eq. 4 reward on DuetQA; 2 = Eq. 8 on the filtered mix.")
+    model: str = Field(default="local:smollm2", description="Policy to start from: local:smollm2 or a HF folder.")
+    data: Path | None = Field(default=None, description="Prompt rows {id, prompt, answer}; None = offline-web "
+                                                        "ground-truth questions.")
+    n_prompts: int = Field(default=4, ge=1, description="Prompts drawn from the offline web when data is None.")
+    tools_url: str | None = Field(default=None, description="Tool server; None = start the offline stack.")
+    judge: str = Field(default="exact", description="Answer judge role ('exact' offline).")
+    labeller: str = Field(default="heuristic", description="Step labeller role ('heuristic' offline).")
+    resume: bool = Field(default=False, description="Continue from the newest checkpoint in out_dir.")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="RAPOConfig field overrides.")
+
+
+def resolve_model_dir(model: str) -> Path:
+    from fathom.llm.embedded import resolve_local_model
+
+    return Path(resolve_local_model(model.removeprefix("local:")))
+
+
+@contextlib.contextmanager
+def tool_backend(tools_url: str | None, **stack_kw) -> Iterator[str]:
+    """The tool server URL: the given one, or the offline stack started for the duration of the block."""
+    if tools_url:
+        yield tools_url
+        return
+    try:
+        from fathom.web.stack import offline_stack
+    except ImportError as exc:  # pragma: no cover - depends on the web package
+        raise ConfigError("no --tools URL and the offline stack (fathom.web.stack) is unavailable") from exc
+    with offline_stack(**stack_kw) as stack:
+        yield stack.tools_url
+
+
+def load_policy(model_dir: Path, *, bf16: bool = False):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if bf16 else torch.float32)
+    return model, tok
+
+
+def train_search(spec: SearchTrainSpec) -> dict[str, Any]:
+    """Run (or resume, or skip when finished) one RAPO stage. Returns the summary written to summary.json."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from fathom.rl.config import rapo_config
+    from fathom.rl.data import load_rl_rows, offline_rows
+    from fathom.rl.metrics import MetricsFileCallback, plot_metrics, truncate_metrics
+    from fathom.rl.rewards import AnswerJudge
+    from fathom.rl.rollout import RolloutEngine, http_tools_factory
+    from fathom.rl.trainer import RAPOTrainer
+
+    out = Path(spec.out_dir)
+    final = out / "final"
+    if (final / ".complete").exists() and not spec.resume:
+        log.info("%s is complete; skipping (pass resume=True to continue training)", final)
+        return json.loads((out / "summary.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    rows = load_rl_rows(spec.data) if spec.data else offline_rows(spec.n_prompts, hops=3 if spec.stage == 2 else 2)
+    stage_defaults: dict[str, Any] = {"reward_mode": "step" if spec.stage == 2 else "vanilla",
+                                      "judge": spec.judge, "labeller": spec.labeller, "tools_url": spec.tools_url}
+    if spec.preset == "gpu":
+        stage_defaults["rapo_epochs"] = 2.0 if spec.stage == 2 else 10.0
+    args = rapo_config(spec.preset, str(out), **{**stage_defaults, **spec.overrides})
+    model_dir = resolve_model_dir(spec.model)
+    checkpoint = get_last_checkpoint(str(out)) if spec.resume and out.exists() else None
+    metrics_path = out / "metrics.jsonl"
+    if checkpoint:
+        step = json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"]
+        truncate_metrics(metrics_path, step)
+        log.info("resuming from %s", checkpoint)
+    elif metrics_path.exists():
+        metrics_path.unlink()
+    t0 = time.time()
+    model, tok = load_policy(model_dir, bf16=bool(args.bf16))
+    with tool_backend(spec.tools_url) as tools_url:
+        engine = RolloutEngine(http_tools_factory(tools_url, args.tool_preset), args.rollout_config())
+        try:
+            trainer = RAPOTrainer(model, args, rows, engine, processing_class=tok,
+                                  judge=AnswerJudge.from_role(args.judge),
+                                  callbacks=[MetricsFileCallback(metrics_path)])
+            trainer.train(resume_from_checkpoint=checkpoint)
+        finally:
+            engine.close()
+    if trainer.is_world_process_zero():
+        final.mkdir(parents=True, exist_ok=True)
+        trainer.save_model(str(final))
+        tok.save_pretrained(final)
+        (final / ".complete").write_text(f"stage {spec.stage}\n")
+        plots = plot_metrics(metrics_path, out / "plots", title=f"RAPO stage {spec.stage} ({spec.preset})") \
+            if args.plots else []
+        last = next((r for r in reversed(trainer.state.log_history) if "reward" in r), {})
+        summary = {"stage": spec.stage, "preset": spec.preset, "model_in": str(model_dir), "final": str(final),
+                   "steps": trainer.state.global_step, "prompts": len(rows), "seconds": round(time.time() - t0, 1),
+                   "pruned": len(trainer.curriculum.pruned), "replay_buffer": len(trainer.replay),
+                   "replay_insertions": trainer.replay.insertions, "epochs": trainer.curriculum.epoch,
+                   "exhausted": trainer.curriculum.exhausted, "plots": [str(p) for p in plots],
+                   "metrics": str(metrics_path), "last": last,
+                   "rapo": {"prune": args.rapo_prune, "scale": args.rapo_scale_advantages, "replay": args.rapo_replay},
+                   "reward_mode": args.reward_mode}
+        tmp = out / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2, default=str))
+        tmp.replace(out / "summary.json")
+        return summary
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# KFP component bodies (the components only forward their artifacts and parameters here)
+
+
+def _materialise_model(spec: str, work: Path) -> str:
+    """`local:...` and folders pass through; an s3:// URI is downloaded next to the working folder."""
+    if spec.startswith("s3://"):
+        from fathom import storage
+
+        return str(storage.download(spec, work / "base-model"))
+    return spec
+
+
+def export_artifacts(out: Path, summary: dict[str, Any], model, metrics, curves, checkpoint_uri: str = "") -> None:
+    """Copy the final model into the Model artifact, log scalar metrics, write the HTML page of the plots, and
+    mirror the working folder (checkpoints) to `checkpoint_uri` when given."""
+    import shutil
+
+    from fathom.rl.metrics import plots_html
+
+    shutil.copytree(out / "final", model.path, dirs_exist_ok=True)
+    model.metadata.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))})
+    for key, value in summary.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.log_metric(key, float(value))
+    for key, value in (summary.get("last") or {}).items():
+        if isinstance(value, (int, float)) and "/" not in key:
+            metrics.log_metric(f"last_{key}", float(value))
+    Path(curves.path).write_text(plots_html([Path(p) for p in summary.get("plots", [])]))
+    if checkpoint_uri:
+        from fathom import storage
+
+        storage.upload(out, checkpoint_uri)
+
+
+def run_search_component(*, stage: int, preset: str, base_model: str, tools_url: str, judge: str, labeller: str,
+                         config_json: str, checkpoint_uri: str, dataset_path: str, model, metrics, curves) -> dict:
+    work = Path(model.path + ".work")
+    if checkpoint_uri:
+        from fathom import storage
+
+        if storage.exists(checkpoint_uri):
+            storage.download(checkpoint_uri, work)  # resume where a previous attempt stopped
+    data = Path(dataset_path)
+    data = data / "rl.jsonl" if (data / "rl.jsonl").exists() else data
+    spec = SearchTrainSpec(out_dir=work, preset=preset, stage=stage, model=_materialise_model(base_model, work),
+                           data=data, tools_url=tools_url or None, judge=judge or "exact",
+                           labeller=labeller or "heuristic", resume=work.exists() and any(work.glob("checkpoint-*")),
+                           overrides=json.loads(config_json or "{}"))
+    summary = train_search(spec)
+    export_artifacts(work, summary, model, metrics, curves, checkpoint_uri)
+    return summary

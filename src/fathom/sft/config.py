@@ -1,0 +1,40 @@
+"""Configuration of synthesizer SFT (method.md §5.4) and its presets.
+
+* ``gpu`` — the paper: 5 epochs, cosine LR with peak 5e-5, Adam (0.9, 0.95), gradient accumulation 8, bf16,
+  65,536-token context through YaRN factor 2, packing, gradient checkpointing.
+* ``cpu-smoke`` — the embedded model on CPU in fp32: a couple of steps on a tiny set, short sequences.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "gpu": dict(num_train_epochs=5, learning_rate=5e-5, lr_scheduler_type="cosine", warmup_ratio=0.03,
+                adam_beta1=0.9, adam_beta2=0.95, gradient_accumulation_steps=8, per_device_train_batch_size=1,
+                bf16=True, max_length=65536, packing=True, gradient_checkpointing=True, save_steps=100,
+                save_total_limit=3, logging_steps=1),
+    "cpu-smoke": dict(max_steps=2, learning_rate=5e-5, lr_scheduler_type="cosine", adam_beta1=0.9, adam_beta2=0.95,
+                      gradient_accumulation_steps=1, per_device_train_batch_size=1, use_cpu=True, bf16=False,
+                      max_length=384, packing=True, gradient_checkpointing=True, save_steps=2, save_total_limit=1,
+                      logging_steps=1),
+}
+
+
+class SynthSFTSpec(BaseModel):
+    """One synthesizer SFT run."""
+
+    out_dir: Path = Field(description="Output folder (checkpoints, metrics, plots, final model).")
+    preset: Literal["gpu", "cpu-smoke"] = Field(default="cpu-smoke", description="Training preset.")
+    model: str = Field(default="local:smollm2", description="Base model: local:smollm2 or a HF folder.")
+    data: Path | None = Field(default=None, description="SFT rows with `messages` (system, user, assistant); "
+                                                        "None = a tiny synthetic set.")
+    yarn_factor: float = Field(default=2.0, ge=1.0, description="YaRN rope scaling factor (1 = off).")
+    chat_template: str = Field(default="qwen2_5_training",
+                               description="A TRL chat template with {% generation %} markers (name under "
+                                           "trl/chat_templates or a path); needed for assistant-only loss.")
+    resume: bool = Field(default=False, description="Continue from the newest checkpoint.")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="SFTConfig field overrides.")

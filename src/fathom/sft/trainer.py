@@ -1,0 +1,146 @@
+"""The synthesizer SFT stage: ``train_synthesizer(spec) -> summary``; outputs mirror the RL stage
+(``checkpoint-N/``, ``runs/``, ``metrics.jsonl``, ``plots/``, ``final/`` with ``.complete``, ``summary.json``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fathom.errors import ConfigError
+from fathom.sft.config import PRESETS, SynthSFTSpec
+
+log = logging.getLogger(__name__)
+
+
+def tiny_sft_rows(n: int = 8) -> list[dict]:
+    """A tiny synthetic plan-then-write set (question + trace → <think>plan</think>report)."""
+    topics = ["solar panel recycling", "urban heat islands", "open-source licensing", "battery supply chains",
+              "coral reef restoration", "remote work productivity", "river flood forecasting", "vaccine cold chains"]
+    rows = []
+    for i in range(n):
+        t = topics[i % len(topics)]
+        url = f"http://atlas.fathom.test/{t.replace(' ', '-')}"
+        rows.append({"messages": [
+            {"role": "system", "content": "You write cited research reports from a search trace."},
+            {"role": "user", "content": f"Question: What is known about {t}?\nTrace: searched '{t}', read {url}: "
+                                        f"{t} is studied widely."},
+            {"role": "assistant", "content": f"<think>S1: overview of {t}. Evidence map: {url} -> S1.</think>"
+                                             f"# Executive Summary\n- {t} is studied widely. [{url}]\n"
+                                             f"## S1 Overview\n{t.capitalize()} is studied widely. [{url}]\n"
+                                             f"## Sources used\n{url}"}]})
+    return rows
+
+
+def load_sft_rows(path: Path) -> list[dict]:
+    from fathom.rl.data import read_records
+
+    rows = read_records(Path(path))
+    bad = [i for i, r in enumerate(rows) if not isinstance(r.get("messages"), list) or not any(
+        m.get("role") == "assistant" and m.get("content") for m in r["messages"])]
+    if bad:
+        raise ConfigError(f"{path}: {len(bad)} row(s) have no `messages` with an assistant turn (first: row {bad[0]})")
+    return [{"messages": [{"role": m["role"], "content": m["content"]} for m in r["messages"]]} for r in rows]
+
+
+def chat_template_text(name: str) -> str:
+    p = Path(name).expanduser()
+    if p.is_file():
+        return p.read_text()
+    try:
+        return resources.files("trl").joinpath("chat_templates", f"{name}.jinja").read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"chat template {name!r} is neither a file nor a TRL template") from exc
+
+
+def yarn_config(model_dir: Path, factor: float):
+    """The model config with YaRN rope scaling (``rope_parameters`` in transformers 5) and the extended context."""
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(model_dir)
+    if factor > 1.0:
+        rope = dict(getattr(cfg, "rope_parameters", None) or {})
+        orig = int(rope.get("original_max_position_embeddings") or cfg.max_position_embeddings)
+        rope.update({"rope_type": "yarn", "factor": float(factor), "original_max_position_embeddings": orig})
+        cfg.rope_parameters = rope
+        cfg.max_position_embeddings = int(orig * factor)
+    return cfg
+
+
+def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTConfig, SFTTrainer
+
+    from fathom.rl.metrics import MetricsFileCallback, plot_metrics, truncate_metrics
+    from fathom.rl.stage import resolve_model_dir
+
+    out = Path(spec.out_dir)
+    final = out / "final"
+    if (final / ".complete").exists() and not spec.resume:
+        return json.loads((out / "summary.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    rows = load_sft_rows(spec.data) if spec.data else tiny_sft_rows()
+    model_dir = resolve_model_dir(spec.model)
+    kw = {"report_to": ["tensorboard"], "save_only_model": False, "disable_tqdm": True,
+          **PRESETS[spec.preset], **spec.overrides}
+    args = SFTConfig(output_dir=str(out), assistant_only_loss=True, **kw)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.chat_template = chat_template_text(spec.chat_template)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    cfg = yarn_config(model_dir, spec.yarn_factor)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, config=cfg,
+                                                 dtype=torch.bfloat16 if args.bf16 else torch.float32)
+    metrics_path = out / "metrics.jsonl"
+    checkpoint = get_last_checkpoint(str(out)) if spec.resume else None
+    if checkpoint:
+        truncate_metrics(metrics_path, json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
+    elif metrics_path.exists():
+        metrics_path.unlink()
+    t0 = time.time()
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                         callbacks=[MetricsFileCallback(metrics_path)])
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if not trainer.is_world_process_zero():
+        return {}
+    final.mkdir(parents=True, exist_ok=True)
+    trainer.save_model(str(final))
+    tok.save_pretrained(final)
+    (final / ".complete").write_text("synthesizer\n")
+    plots = plot_metrics(metrics_path, out / "plots", title=f"synthesizer SFT ({spec.preset})")
+    saved = json.loads((final / "config.json").read_text())
+    summary = {"preset": spec.preset, "model_in": str(model_dir), "final": str(final), "rows": len(rows),
+               "steps": trainer.state.global_step, "seconds": round(time.time() - t0, 1),
+               "rope_parameters": saved.get("rope_parameters"), "max_position_embeddings":
+                   saved.get("max_position_embeddings"), "plots": [str(p) for p in plots],
+               "metrics": str(metrics_path),
+               "last": next((r for r in reversed(trainer.state.log_history) if "loss" in r), {})}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def run_sft_component(*, preset: str, base_model: str, config_json: str, checkpoint_uri: str, dataset_path: str,
+                      model, metrics, curves) -> dict:
+    """KFP body of synthesizer SFT (see components/train.py)."""
+    from fathom.rl.stage import _materialise_model, export_artifacts
+
+    work = Path(model.path + ".work")
+    if checkpoint_uri:
+        from fathom import storage
+
+        if storage.exists(checkpoint_uri):
+            storage.download(checkpoint_uri, work)
+    data = Path(dataset_path)
+    data = data / "sft.jsonl" if (data / "sft.jsonl").exists() else data
+    spec = SynthSFTSpec(out_dir=work, preset=preset, model=_materialise_model(base_model, work), data=data,
+                        resume=work.exists() and any(work.glob("checkpoint-*")),
+                        overrides=json.loads(config_json or "{}"))
+    summary = train_synthesizer(spec)
+    export_artifacts(work, summary, model, metrics, curves, checkpoint_uri)
+    return summary
