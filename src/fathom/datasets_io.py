@@ -25,6 +25,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 log = logging.getLogger(__name__)
 
 
@@ -224,3 +226,45 @@ def _size_category(n: int) -> str:
     if n < 100_000:
         return "10K<n<100K"
     return "100K<n<1M"
+
+
+class FunnelResult(BaseModel):
+    """What a data stage reports: the funnel, rejection reasons and token/tool usage per role."""
+
+    out_dir: Path
+    n_planned: int
+    n_done: int
+    funnel: dict[str, int]
+    rejections: dict[str, int]
+    usage: dict[str, dict[str, int]]
+    complete: bool
+    stopped_by: str | None = None
+
+
+def load_config_file(path: Path | None) -> dict:
+    """A stage config from YAML or JSON (a mapping); {} when no file is given."""
+    if path is None:
+        return {}
+    import yaml
+
+    text = Path(path).read_text()
+    data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a mapping")
+    return data
+
+
+def print_funnel(console, title: str, verb: str, n_out: int, res: FunnelResult, out: Path,
+                 upload: str | None = None) -> None:
+    """The CLI summary of a data stage; uploads the output folder when asked."""
+    console.print(f"[green]{title}[/green] {verb} {n_out} of {res.n_done} processed ({res.n_planned} planned) -> {out}")
+    console.print("funnel: " + " -> ".join(f"{k} {v}" for k, v in res.funnel.items()))
+    if res.rejections:
+        console.print("rejections: " + ", ".join(f"{k} {v}" for k, v in sorted(res.rejections.items())))
+    if not res.complete:
+        console.print(f"[yellow]incomplete[/yellow] ({res.stopped_by or 'budget'}): rerun to resume")
+    if upload:
+        from fathom import storage
+
+        storage.upload(out, upload)
+        console.print(f"uploaded to {upload}")

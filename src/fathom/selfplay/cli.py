@@ -36,11 +36,12 @@ def duetqa(
     a dataset card under OUT."""
     from rich.console import Console
 
+    from fathom.datasets_io import load_config_file, print_funnel
     from fathom.selfplay.config import DuetQAConfig
     from fathom.selfplay.runner import run_duetqa
 
     console = Console(stderr=True)
-    data = _load_config(config)
+    data = load_config_file(config)
     overrides = {"n": n, "mode": mode, "source": source, "m1": m1, "m2": m2, "m3": m3, "judge": judge,
                  "themes_path": themes, "seeds_path": seeds, "seed": seed, "max_items": max_items,
                  "max_tokens": max_tokens}
@@ -51,29 +52,4 @@ def duetqa(
         data.setdefault("agent", {})["max_turns"] = max_turns
     cfg = DuetQAConfig.model_validate(data)
     res = run_duetqa(cfg, out, tools_url=tools, show_progress=not quiet)
-    console.print(f"[green]DuetQA[/green] kept {res.kept} of {res.n_done} processed ({res.n_planned} planned) "
-                  f"-> {out}")
-    console.print("funnel: " + " -> ".join(f"{k} {v}" for k, v in res.funnel.items()))
-    if res.rejections:
-        console.print("rejections: " + ", ".join(f"{k} {v}" for k, v in sorted(res.rejections.items())))
-    if not res.complete:
-        console.print(f"[yellow]incomplete[/yellow] ({res.stopped_by or 'budget'}): rerun to resume")
-    if upload:
-        from fathom import storage
-
-        storage.upload(out, upload)
-        console.print(f"uploaded to {upload}")
-
-
-def _load_config(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    import json
-
-    import yaml
-
-    text = Path(path).read_text()
-    data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    if not isinstance(data, dict):
-        raise typer.BadParameter(f"{path} must hold a mapping")
-    return data
+    print_funnel(console, "DuetQA", "kept", res.kept, res, out, upload)

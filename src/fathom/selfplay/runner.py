@@ -28,9 +28,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
-from fathom.datasets_io import AppendLog, dataset_card, save_dataset, write_jsonl, write_text_atomic
+from fathom.datasets_io import AppendLog, FunnelResult, dataset_card, save_dataset, write_jsonl, write_text_atomic
 from fathom.errors import ConfigError, LLMError
 from fathom.llm.base import LLMClient
 from fathom.selfplay.accounting import AccountedClient, AccountedTools, Usage
@@ -60,16 +58,8 @@ STAGES = ["planned", "generated", "checked", "obfuscated", "verified", "kept"]
 PINNED = ("seed", "mode", "seeded_fraction", "source", "k_choices", "cutoff", "offline_seed", "offline_pages")
 
 
-class DuetQAResult(BaseModel):
-    out_dir: Path
-    n_planned: int
-    n_done: int
+class DuetQAResult(FunnelResult):
     kept: int
-    funnel: dict[str, int]
-    rejections: dict[str, int]
-    usage: dict[str, dict[str, int]]
-    complete: bool
-    stopped_by: str | None = None
 
 
 def row_features():

@@ -34,12 +34,12 @@ def sft_corpus(
     (datasets folder, JSONL, card) under OUT."""
     from rich.console import Console
 
-    from fathom.selfplay.cli import _load_config
+    from fathom.datasets_io import load_config_file, print_funnel
     from fathom.sftdata.config import SFTCorpusConfig
     from fathom.sftdata.runner import run_sft_corpus
 
     console = Console(stderr=True)
-    data = _load_config(config)
+    data = load_config_file(config)
     overrides = {"n": n, "policy": policy, "teacher": teacher, "rewriter": rewriter, "seeds_path": seeds,
                  "themes_path": themes, "seed": seed, "max_items": max_items, "max_tokens": max_tokens,
                  "teacher_max_tokens": teacher_max_tokens}
@@ -50,15 +50,4 @@ def sft_corpus(
         data.setdefault("filters", {})["min_words"] = min_words
     cfg = SFTCorpusConfig.model_validate(data)
     res = run_sft_corpus(cfg, out, tools_url=tools, show_progress=not quiet)
-    console.print(f"[green]SFT corpus[/green] accepted {res.accepted} of {res.n_done} ({res.n_planned} planned) "
-                  f"-> {out}")
-    console.print("funnel: " + " -> ".join(f"{k} {v}" for k, v in res.funnel.items()))
-    if res.rejections:
-        console.print("rejections: " + ", ".join(f"{k} {v}" for k, v in sorted(res.rejections.items())))
-    if not res.complete:
-        console.print(f"[yellow]incomplete[/yellow] ({res.stopped_by or 'budget'}): rerun to resume")
-    if upload:
-        from fathom import storage
-
-        storage.upload(out, upload)
-        console.print(f"uploaded to {upload}")
+    print_funnel(console, "SFT corpus", "accepted", res.accepted, res, out, upload)

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from fathom.datasets_io import AppendLog, dataset_card, save_dataset, write_jsonl, write_text_atomic
+from fathom.datasets_io import AppendLog, FunnelResult, dataset_card, save_dataset, write_jsonl, write_text_atomic
 from fathom.errors import ConfigError, LLMError
 from fathom.llm.base import LLMClient
 from fathom.selfplay.accounting import AccountedClient, AccountedTools, Usage
@@ -51,16 +51,8 @@ class SFTPlan(BaseModel):
     rng_seed: int
 
 
-class SFTCorpusResult(BaseModel):
-    out_dir: Path
-    n_planned: int
-    n_done: int
+class SFTCorpusResult(FunnelResult):
     accepted: int
-    funnel: dict[str, int]
-    rejections: dict[str, int]
-    usage: dict[str, dict[str, int]]
-    complete: bool
-    stopped_by: str | None = None
 
 
 def sft_features():
