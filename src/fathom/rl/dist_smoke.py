@@ -62,6 +62,15 @@ def main(argv: list[str] | None = None) -> None:
         (Path(a.out) / "dist_result.json").write_text(json.dumps({
             "world_size": trainer.accelerator.num_processes, "batch": trainer.last_batch_pids, "shares": shares,
             "steps": trainer.state.global_step, "loss": trainer.state.log_history[-1].get("train_loss")}))
+    # Tear the process group down before interpreter exit: a gloo group left alive aborts the process
+    # ("terminate called without an active exception") when its threads are destroyed at exit.
+    trainer.accelerator.wait_for_everyone()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    if os.environ.get("FATHOM_HANG_DUMP_S"):
+        import faulthandler
+
+        faulthandler.cancel_dump_traceback_later()
 
 
 if __name__ == "__main__":
