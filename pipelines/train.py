@@ -44,11 +44,15 @@ def train_pipeline(
     stage2_config_json: str = "{}",
     sft_config_json: str = "{}",
     filter_limit_per_source: int = 4,
-    checkpoint_uri: str = "",
+    stage1_checkpoint_uri: str = "",
+    stage2_checkpoint_uri: str = "",
+    sft_checkpoint_uri: str = "",
 ):
+    """`*_checkpoint_uri`: where each training step mirrors its checkpoints (s3://...) so that a retried or
+    restarted step resumes; one folder per step, never shared."""
     prompts = prepare_rl_prompts(uri=rl_data_uri, n=n_prompts, hops=2).set_caching_options(False)
     s1 = _gpu(rapo_stage1(preset=preset, base_model=base_model, tools_url=tools_url, judge=judge,
-                          labeller=labeller, config_json=stage1_config_json, checkpoint_uri=checkpoint_uri,
+                          labeller=labeller, config_json=stage1_config_json, checkpoint_uri=stage1_checkpoint_uri,
                           dataset=prompts.outputs["dataset"]))
     s1.set_display_name("RAPO stage 1")
     filt = _gpu(stage2_filter(preset=preset, tools_url=tools_url, judge=judge,
@@ -56,12 +60,12 @@ def train_pipeline(
                               duetqa=prompts.outputs["dataset"]), gpus=1)
     filt.set_display_name("stage-2 filter")
     s2 = _gpu(rapo_stage2(preset=preset, tools_url=tools_url, judge=judge, labeller=labeller,
-                          config_json=stage2_config_json, checkpoint_uri=checkpoint_uri,
+                          config_json=stage2_config_json, checkpoint_uri=stage2_checkpoint_uri,
                           policy=s1.outputs["model"], dataset=filt.outputs["kept"]))
     s2.set_display_name("RAPO stage 2")
     sft_rows = prepare_sft_rows(uri=sft_data_uri).set_caching_options(False)
     sft = _gpu(synthesizer_sft(preset=preset, base_model=base_model, config_json=sft_config_json,
-                               checkpoint_uri=checkpoint_uri, dataset=sft_rows.outputs["dataset"]))
+                               checkpoint_uri=sft_checkpoint_uri, dataset=sft_rows.outputs["dataset"]))
     sft.set_display_name("synthesizer SFT")
 
 
