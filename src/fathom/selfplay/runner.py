@@ -48,7 +48,7 @@ from fathom.selfplay.judge import Verdict, judge_answer
 from fathom.selfplay.obfuscate import check_obfuscation, clean_obfuscation, obfuscation_messages
 from fathom.selfplay.text import normalize_answer
 from fathom.selfplay.verify import verification
-from fathom.selfplay.work import run_pool
+from fathom.selfplay.work import StageWork, run_pool
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +95,12 @@ def rl_features():
 
 
 # --------------------------------------------------------------------------------------------------- context
-class _Ctx:
+class _Ctx(StageWork):
     """Everything one run shares: clients per role/task, tools, logs, usage, banks, the truth source."""
 
     def __init__(self, cfg: DuetQAConfig, out_dir: Path):
+        super().__init__(out_dir)
         self.cfg = cfg
-        self.out = out_dir
-        self.items = AppendLog(out_dir / "work" / "items.jsonl")
-        self.trajs = AppendLog(out_dir / "work" / "trajectories.jsonl")
-        self.errors = AppendLog(out_dir / "work" / "errors.jsonl")
-        self.runs = AppendLog(out_dir / "work" / "runs.jsonl")
-        self.usage = Usage()
         self.clients: dict[str, AccountedClient] = {}
         self.tools: dict[str, AccountedTools] = {}
         self.truth: list[Any] | None = None

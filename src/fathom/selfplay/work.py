@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,18 @@ from fathom.selfplay.accounting import Usage
 log = logging.getLogger(__name__)
 
 INFRA_ERRORS = (LLMError, ToolError, httpx.HTTPError, asyncio.TimeoutError, ConnectionError)
+
+
+class StageWork:
+    """The append-only logs and usage a data stage keeps under ``out/work`` (items, trajectories, errors, runs)."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.items = AppendLog(out / "work" / "items.jsonl")
+        self.trajs = AppendLog(out / "work" / "trajectories.jsonl")
+        self.errors = AppendLog(out / "work" / "errors.jsonl")
+        self.runs = AppendLog(out / "work" / "runs.jsonl")
+        self.usage = Usage()
 
 
 async def run_pool(pending: list[Any], process: Callable[[Any], Awaitable[dict]], *, label: str, n_total: int,

@@ -28,7 +28,7 @@ from fathom.errors import ConfigError, LLMError
 from fathom.llm.base import LLMClient
 from fathom.selfplay.accounting import AccountedClient, AccountedTools, Usage
 from fathom.selfplay.banks import load_themes
-from fathom.selfplay.work import run_pool
+from fathom.selfplay.work import StageWork, run_pool
 from fathom.sftdata.config import SFTCorpusConfig
 from fathom.sftdata.filters import check_report
 
@@ -117,15 +117,10 @@ def template_rewrite(seed_q: str, themes: list[str]) -> str:
     return f"{seed_q.rstrip('?').rstrip()}, with a focus on {themes[0].lower()}?"
 
 
-class _Ctx:
+class _Ctx(StageWork):
     def __init__(self, cfg: SFTCorpusConfig, out: Path):
+        super().__init__(out)
         self.cfg = cfg
-        self.out = out
-        self.items = AppendLog(out / "work" / "items.jsonl")
-        self.trajs = AppendLog(out / "work" / "trajectories.jsonl")
-        self.errors = AppendLog(out / "work" / "errors.jsonl")
-        self.runs = AppendLog(out / "work" / "runs.jsonl")
-        self.usage = Usage()
         self.clients: dict[str, AccountedClient] = {}
         self.tools = None
 
