@@ -125,6 +125,6 @@ def stub_model_app(*, tool_turn: str = TOOL_TURN, answer_turn: str = ANSWER_TURN
 
 def serve_app(app, host: str = "127.0.0.1", port: int = 0) -> "contextlib.AbstractContextManager[str]":
     """Serve an ASGI app with uvicorn on loopback in a daemon thread; yields ``http://host:port``."""
-    from fathom.web.server import serve_in_thread
+    from fathom.serving import serve_in_thread
 
     return serve_in_thread(app, host=host, port=port)

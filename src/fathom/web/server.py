@@ -20,10 +20,8 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import socket
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -33,6 +31,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from fathom.errors import ToolError
+from fathom.serving import serve_in_thread as serve_app_in_thread
 from fathom.web import legacy
 from fathom.web.backends import SearchBackend, make_backend
 from fathom.web.cache import DiskCache, extraction_key, page_key, search_key
@@ -401,41 +400,8 @@ def create_app(settings: ToolServerSettings | None = None, *, service: ToolServi
     return app
 
 
-@contextlib.contextmanager
 def serve_in_thread(app_or_settings: FastAPI | ToolServerSettings, host: str = "127.0.0.1", port: int = 0,
-                    *, ready_timeout_s: float = 180.0) -> Iterator[str]:
-    """Run a real uvicorn server in a daemon thread; yield its base URL once it accepts requests; stop it cleanly.
-
-    The socket is bound here (port 0 = any free port), so the URL is known before the server starts."""
-    import uvicorn
-
+                    *, ready_timeout_s: float = 180.0):
+    """`fathom.serving.serve_in_thread` for any ASGI app, or for a tool server built from its settings."""
     app = create_app(app_or_settings) if isinstance(app_or_settings, ToolServerSettings) else app_or_settings
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    bound = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                              name=f"uvicorn-{bound}")
-    thread.start()
-    deadline = time.monotonic() + ready_timeout_s
-    try:
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                err = getattr(getattr(app, "state", None), "startup_error", None)
-                server.should_exit = True
-                if err is not None:
-                    raise err
-                raise RuntimeError(f"server on {host}:{bound} did not start")
-            time.sleep(0.01)
-        url_host = f"[{host}]" if ":" in host else host
-        yield f"http://{url_host}:{bound}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout=5)
-        sock.close()
+    return serve_app_in_thread(app, host, port, ready_timeout_s=ready_timeout_s)

@@ -4,18 +4,13 @@
 from __future__ import annotations
 
 import html
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from fathom.errors import FathomError
+from fathom.serving import serve_in_thread
 from fathom.web.offline.site import OfflineWeb
 
 
@@ -40,32 +35,7 @@ def create_site_app(web: OfflineWeb) -> Starlette:
     ])
 
 
-@contextmanager
 def serve_offline_web(web: OfflineWeb, host: str = "127.0.0.1", port: int = 0, *,
-                      startup_timeout: float = 15.0) -> Iterator[str]:
-    """Run the site server (uvicorn) in a background thread; yields its base URL ``http://127.0.0.1:PORT``."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(create_site_app(web), log_level="warning", lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                              name=f"offline-web:{bound_port}")
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise FathomError(f"offline web server did not start on {host}:{bound_port}")
-        time.sleep(0.01)
-    netloc = f"[{host}]" if ":" in host else host
-    try:
-        yield f"http://{netloc}:{bound_port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+                      startup_timeout: float = 15.0):
+    """Run the site server (uvicorn) in a background thread; a context manager yielding ``http://127.0.0.1:PORT``."""
+    return serve_in_thread(create_site_app(web), host, port, ready_timeout_s=startup_timeout, name="offline-web")
