@@ -44,6 +44,8 @@ class AgentSettings(BaseModel):
     temperature: float = Field(default=0.6, ge=0, description="Sampling temperature (paper: 0.6).")
     seed: int | None = Field(default=None, description="Sampling seed (None: unseeded).")
     template: str = Field(default="fathom", description="Prompt template of the search agent.")
+    max_result_chars: int = Field(default=30_000, ge=100, description="Tool results are cut to this many "
+                                  "characters (the embedded policy is trained with 600).")
 
 
 class AgentOutput(BaseModel):
@@ -146,6 +148,7 @@ class SearchAgent:
         wanted = {"max_turns": settings.max_turns, "max_tokens_per_turn": settings.max_tokens_per_turn,
                   "max_total_tokens": settings.max_total_tokens, "temperature": settings.temperature,
                   "seed": settings.seed, "template": settings.template,
+                  "max_result_chars": settings.max_result_chars,
                   # short embedded runs: keep the answer reserve within one turn's cap
                   "min_answer_tokens": min(512, settings.max_tokens_per_turn),
                   "min_turn_tokens": max(1, min(256, settings.max_tokens_per_turn // 2))}

@@ -65,7 +65,8 @@ class EvalConfig(BaseModel):
     offline_n: int = Field(default=50, ge=1, description="Size of the generated offline-web benchmark.")
     web_seed: int = Field(default=0, description="Seed of the offline web (benchmark and served site).")
     web_pages: int = Field(default=120, ge=10, description="Pages of the offline web.")
-    query_llm: str = Field(default="local:smollm2", description="Query-LLM role of the in-process tool server.")
+    query_llm: str = Field(default="none", description="Query-LLM role of the in-process tool server ('none': "
+                           "the deterministic passage reader, as the embedded policy is trained).")
     retry_errors: bool = Field(default=False, description="Drop error rows first so they run again.")
     store_transcripts: bool = Field(default=True, description="Keep full transcripts in results.jsonl.")
     report: bool = Field(default=True, description="Write report.md and report.html.")

@@ -1,7 +1,7 @@
 """The offline research stack in one context manager: the generated site on loopback, its BM25 index and the tool
 server configured to reach the site's virtual host.
 
-    with offline_stack(seed=0, n_pages=120, query_llm="local:smollm2") as stack:
+    with offline_stack(seed=0, n_pages=120) as stack:
         ToolClient(stack.tools_url) ...          # search hits are http://atlas.fathom.test/... URLs the server can read
 """
 
@@ -47,7 +47,12 @@ def ensure_offline_index(web, *, show_progress: bool = False) -> Path:
     return out
 
 
-def offline_settings(web, index_dir: Path, site_url: str, *, query_llm: Any = "local:smollm2",
+#: Reader of the embedded stack: no query LLM (an untrained 135M reader writes junk and falls back anyway), the one
+#: best passage per page — what the expert's trajectories, the warm start, RAPO and evaluation all see.
+EMBEDDED_READER: dict[str, Any] = {"query_llm": "none", "fallback_passages": 1}
+
+
+def offline_settings(web, index_dir: Path, site_url: str, *, query_llm: Any = EMBEDDED_READER["query_llm"],
                      cache_dir: Path | None = None, allow_hosts_extra: list[str] | None = None,
                      **overrides) -> ToolServerSettings:
     """Tool-server settings for the offline site served at `site_url` (loopback)."""
@@ -57,11 +62,12 @@ def offline_settings(web, index_dir: Path, site_url: str, *, query_llm: Any = "l
     return ToolServerSettings(
         search_backend="local", index_dir=index_dir, query_llm=query_llm,
         allow_hosts=[OFFLINE_HOST, *(allow_hosts_extra or [])], host_overrides={OFFLINE_HOST: f"127.0.0.1:{port}"},
-        cache_dir=cache_dir or Path(web.root) / f"tool-cache-{_site_fingerprint(web)}", **overrides)
+        cache_dir=cache_dir or Path(web.root) / f"tool-cache-{_site_fingerprint(web)}",
+        **{"fallback_passages": EMBEDDED_READER["fallback_passages"], **overrides})
 
 
 @contextlib.contextmanager
-def offline_stack(*, seed: int = 0, n_pages: int = 120, query_llm: Any = "local:smollm2",
+def offline_stack(*, seed: int = 0, n_pages: int = 120, query_llm: Any = EMBEDDED_READER["query_llm"],
                   cache_dir: Path | None = None, host: str = "127.0.0.1", tools_port: int = 0,
                   **settings_overrides) -> Iterator[OfflineStack]:
     """Generate (once) and serve the offline web, index it (once), and run the tool server on loopback."""

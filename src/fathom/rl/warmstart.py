@@ -1,0 +1,285 @@
+"""Policy warm start: cold-start SFT of the search policy on expert trajectories, before RAPO stage 1.
+
+The paper trains RL-Zero (no warm start: ``paper`` preset, off). A 135M model cannot find a single rewarded
+trajectory on its own, so RAPO would see zero reward spread and change no weight; the embedded preset therefore
+first imitates the offline web's expert (:class:`fathom.web.offline.expert.ExpertPolicy`), whose trajectories are
+real runs of the one turn engine (:func:`fathom.agent.run_agent`) against the real tool server.
+
+Loss mask: exactly the RAPO rollout mask — policy tokens (model turns and the ``<|im_end|>`` that closes them)
+count, everything the environment wrote (system prompt, question, ``<tool_response>`` turns, generation prefixes)
+does not. Each segment is tokenised on its own, as :class:`fathom.rl.rollout.RolloutEngine` does.
+
+Output folder::
+
+    OUT/data/expert.jsonl   the expert trajectories (Trajectory JSON), kept between attempts
+    OUT/checkpoint-N/       HF Trainer checkpoints (resume continues from the newest)
+    OUT/final/              the warm-started policy (safetensors + tokenizer), `.complete` when finished
+    OUT/metrics.jsonl, OUT/plots/, OUT/summary.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from fathom.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+class WarmStartConfig(BaseModel):
+    """What the warm start imitates and how it trains (field descriptions are the documentation)."""
+
+    enabled: bool = Field(default=True, description="False: the stage copies the base policy through unchanged "
+                          "(the paper's RL-Zero).")
+    n_questions: int = Field(default=160, ge=1, description="Expert trajectories to imitate (offline-web questions "
+                             "of the training world).")
+    hops: dict[int, float] = Field(default={1: 0.5, 2: 0.4, 3: 0.1},
+                                   description="Mix of question hop counts (weights).")
+    question_seed: int = Field(default=11, description="Seed of the question draw.")
+    max_result_chars: int = Field(default=600, ge=100, description="Tool results are cut to this many characters "
+                                  "(must match the policy's agent/rollout setting).")
+    epochs: float = Field(default=2.0, gt=0, description="Passes over the expert trajectories.")
+    learning_rate: float = Field(default=2e-4, gt=0, description="Peak learning rate (cosine, 5% warm-up).")
+    batch_size: int = Field(default=1, ge=1, description="Trajectories per device step.")
+    grad_accum: int = Field(default=4, ge=1, description="Gradient accumulation steps.")
+    freeze_layers: int = Field(default=12, ge=0, description="Freeze the token embeddings and this many bottom "
+                               "decoder layers (CPU time: backward stops above them; 0 = train everything).")
+    max_length: int = Field(default=4096, ge=256, description="Longer trajectories are dropped (counted).")
+    seed: int = Field(default=0, description="Training seed.")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> WarmStartConfig:
+        import yaml
+
+        return cls.model_validate(yaml.safe_load(Path(path).read_text()) or {})
+
+
+def load_preset(name: str) -> WarmStartConfig:
+    """A preset file beside the trainer (`presets/warmstart-<name>.yaml`) or a path to a YAML file."""
+    path = Path(name)
+    if not path.is_file():
+        path = PRESETS_DIR / f"warmstart-{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem.removeprefix("warmstart-") for p in PRESETS_DIR.glob("warmstart-*.yaml"))
+        raise ConfigError(f"unknown warm-start preset {name!r}; choose one of {known} or pass a YAML file")
+    return WarmStartConfig.from_file(path)
+
+
+class WarmStartSpec(BaseModel):
+    out_dir: Path = Field(description="Output folder.")
+    model: str = Field(default="local:smollm2", description="Base policy: local:<name> or a HF folder.")
+    config: WarmStartConfig = Field(default_factory=WarmStartConfig)
+    tools_url: str | None = Field(default=None, description="Tool server; None = start the offline stack.")
+    world_seed: int = Field(default=0, description="Offline world of the training questions.")
+    world_pages: int = Field(default=120, ge=10, description="Its size.")
+    resume: bool = Field(default=True, description="Continue from the newest checkpoint in out_dir.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data: expert trajectories -> (input_ids, labels) with the rollout mask
+
+
+def draw_questions(web, cfg: WarmStartConfig) -> list:
+    """`cfg.n_questions` world questions with the configured hop mix (deterministic)."""
+    weights = {int(h): float(w) for h, w in cfg.hops.items() if w > 0}
+    total = sum(weights.values())
+    counts = {h: int(round(cfg.n_questions * w / total)) for h, w in weights.items()}
+    counts[max(weights, key=weights.get)] += cfg.n_questions - sum(counts.values())
+    out = []
+    for h, n in sorted(counts.items()):
+        if n > 0:
+            out += web.questions(n, hops=h, seed=cfg.question_seed)
+    random.Random(cfg.question_seed).shuffle(out)
+    return out
+
+
+async def expert_trajectories(questions: list, tools_url: str, count_tokens, *, max_result_chars: int,
+                              concurrency: int = 8) -> list:
+    """Run the expert on every question through the tool server; keep only correct, answered runs."""
+    from fathom.agent import HttpTools, run_agent
+    from fathom.web.client import ToolClient
+    from fathom.web.offline.expert import ExpertPolicy, expert_agent_config
+
+    expert = ExpertPolicy(count_tokens)
+    for q in questions:
+        expert.register(q.question, q.hops)
+    tools = HttpTools(ToolClient(tools_url))
+    cfg = expert_agent_config(max_result_chars=max_result_chars)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(q):
+        async with sem:
+            return await run_agent(q.question, expert, tools, cfg)
+
+    try:
+        trajs = await asyncio.gather(*(one(q) for q in questions))
+    finally:
+        await tools.aclose()
+    return [t for q, t in zip(questions, trajs) if t.status == "answered" and t.answer == q.answer]
+
+
+def trajectory_features(traj, tokenizer) -> tuple[list[int], list[int]]:
+    """Token ids of the transcript and labels (-100 on environment tokens), segment by segment as in rollouts."""
+    ids = list(tokenizer(traj.prompt, add_special_tokens=False).input_ids)
+    labels = [-100] * len(ids)
+    for seg in traj.segments:
+        seg_ids = tokenizer(seg.text, add_special_tokens=False).input_ids
+        ids += seg_ids
+        labels += list(seg_ids) if seg.role == "model" else [-100] * len(seg_ids)
+    return ids, labels
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def _freeze(model, n_layers: int) -> int:
+    """Freeze the embeddings and the bottom `n_layers` decoder layers; returns trainable parameters."""
+    if n_layers <= 0:
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    model.get_input_embeddings().weight.requires_grad_(False)
+    layers = model.model.layers
+    for layer in layers[: min(n_layers, len(layers))]:
+        for p in layer.parameters():
+            p.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class _Collator:
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict]) -> dict:
+        import torch
+
+        n = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), n), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), n), -100, dtype=torch.long)
+        att = torch.zeros((len(rows), n), dtype=torch.long)
+        for i, r in enumerate(rows):
+            k = len(r["input_ids"])
+            ids[i, :k] = torch.tensor(r["input_ids"])
+            labels[i, :k] = torch.tensor(r["labels"])
+            att[i, :k] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": att}
+
+
+def _load_or_make_data(spec: WarmStartSpec, data_path: Path, count_tokens) -> list:
+    from fathom.agent.trajectory import Trajectory
+
+    if data_path.is_file():
+        trajs = [Trajectory.model_validate_json(line) for line in data_path.read_text().splitlines() if line]
+        if trajs:
+            return trajs
+    from fathom.rl.stage import tool_backend
+    from fathom.web.offline import ensure_offline_web
+
+    web = ensure_offline_web(seed=spec.world_seed, n_pages=spec.world_pages)
+    questions = draw_questions(web, spec.config)
+    with tool_backend(spec.tools_url, seed=spec.world_seed, n_pages=spec.world_pages, query_llm="none",
+                      fallback_passages=1) as url:
+        trajs = asyncio.run(expert_trajectories(questions, url, count_tokens,
+                                                max_result_chars=spec.config.max_result_chars))
+    log.info("expert answered %d of %d questions through the tool server", len(trajs), len(questions))
+    if not trajs:
+        raise ConfigError(f"the expert reached no answer on {len(questions)} questions through the tool server "
+                          f"({spec.tools_url or 'offline stack'}): is it serving the offline world seed "
+                          f"{spec.world_seed}?")
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = data_path.with_suffix(".tmp")
+    tmp.write_text("".join(t.model_dump_json() + "\n" for t in trajs))
+    tmp.replace(data_path)
+    return trajs
+
+
+def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
+    """Imitate the expert (or pass the base through when disabled). Returns the summary in summary.json."""
+    import shutil
+
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from fathom.rl.metrics import MetricsFileCallback, plot_metrics, truncate_metrics
+    from fathom.rl.stage import resolve_model_dir
+
+    cfg = spec.config
+    out = Path(spec.out_dir)
+    final = out / "final"
+    if (final / ".complete").exists():
+        return json.loads((out / "summary.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    model_dir = resolve_model_dir(spec.model)
+    t0 = time.time()
+    if not cfg.enabled:
+        shutil.copytree(model_dir, final, dirs_exist_ok=True)
+        (final / ".complete").write_text("warm start disabled: base policy\n")
+        summary = {"enabled": False, "model_in": str(model_dir), "final": str(final)}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    trajs = _load_or_make_data(spec, out / "data" / "expert.jsonl",
+                               lambda s: len(tok(s, add_special_tokens=False).input_ids))
+    rows, too_long = [], 0
+    for t in trajs:
+        ids, labels = trajectory_features(t, tok)
+        if len(ids) > cfg.max_length:
+            too_long += 1
+            continue
+        rows.append({"input_ids": ids, "labels": labels})
+    if not rows:
+        raise ConfigError(f"no expert trajectory fits max_length={cfg.max_length} ({too_long} longer)")
+    tokens = sum(len(r["input_ids"]) for r in rows)
+    trained_tokens = sum(sum(1 for x in r["labels"] if x != -100) for r in rows)
+    log.info("warm start on %d trajectories (%d tokens, %d trained)", len(rows), tokens, trained_tokens)
+
+    torch.manual_seed(cfg.seed)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    trainable = _freeze(model, cfg.freeze_layers)
+    args = TrainingArguments(
+        output_dir=str(out), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+        lr_scheduler_type="cosine", warmup_steps=max(1, int(0.05 * len(rows) * cfg.epochs
+                                                              / (cfg.batch_size * cfg.grad_accum))),
+        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        weight_decay=0.0, max_grad_norm=1.0, logging_steps=1, save_strategy="steps", save_steps=10,
+        save_total_limit=1, report_to=[], use_cpu=not torch.cuda.is_available(), seed=cfg.seed,
+        remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0)
+    metrics_path = out / "metrics.jsonl"
+    checkpoint = get_last_checkpoint(str(out)) if spec.resume else None
+    if checkpoint:
+        truncate_metrics(metrics_path, json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
+    elif metrics_path.exists():
+        metrics_path.unlink()
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                      data_collator=_Collator(tok.pad_token_id), callbacks=[MetricsFileCallback(metrics_path)])
+    trainer.train(resume_from_checkpoint=checkpoint)
+    final.mkdir(parents=True, exist_ok=True)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    trainer.save_model(str(final))
+    tok.save_pretrained(final)
+    (final / ".complete").write_text("warm start\n")
+    plots = plot_metrics(metrics_path, out / "plots", title="policy warm start (expert SFT)")
+    losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
+    summary = {"enabled": True, "model_in": str(model_dir), "final": str(final), "trajectories": len(rows),
+               "dropped_too_long": too_long, "tokens": tokens, "trained_tokens": trained_tokens,
+               "trainable_parameters": trainable, "steps": trainer.state.global_step,
+               "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+               "seconds": round(time.time() - t0, 1), "plots": [str(p) for p in plots],
+               "config": cfg.model_dump(mode="json")}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
