@@ -62,9 +62,38 @@ def evaluation_report(
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def baseline_evaluation(
+    policy: str,
+    baseline_uri: str,
+    benchmarks: list,
+    config_json: str,
+    tools_url: str,
+    limit: int,
+    run: Output[Dataset],
+    metrics: Output[Metrics],
+) -> str:
+    """The gate's baseline run: `policy` (the deployed model's role; locally the base model) evaluated now with
+    the candidate's `config_json` on the same `benchmarks`, else the stored run at `baseline_uri`, else a
+    first-release marker. Returns evaluated | stored | none."""
+    import json
+    from pathlib import Path
+
+    from fathom.evaluate.stages import baseline_stage
+
+    source = baseline_stage(Path(run.path), policy=policy, baseline_uri=baseline_uri, benchmarks=list(benchmarks),
+                            config=config_json, tools_url=tools_url, limit=limit)
+    run.metadata["source"] = source
+    if (Path(run.path) / "metrics.json").exists():
+        overall = json.loads((Path(run.path) / "metrics.json").read_text())["overall"]
+        metrics.log_metric("accuracy", overall["accuracy"])
+        metrics.log_metric("n", overall["n"])
+    return source
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def evaluation_gate(
     candidate: Input[Dataset],
-    baseline_uri: str,
+    baseline: Input[Dataset],
     require: str,
     min_delta: float,
     max_drop: float,
@@ -72,8 +101,8 @@ def evaluation_gate(
     report_html: Output[HTML],
     report_md: Output[Markdown],
 ) -> NamedTuple("GateOutputs", [("passed", bool), ("reason", str)]):
-    """Quality gate: is the candidate run better than the baseline run at `baseline_uri` (s3:// or a path)?
-    An empty `baseline_uri` passes (nothing deployed yet). Downstream steps branch on `passed`."""
+    """Quality gate: is the candidate run better than the baseline run (`baseline_evaluation`)? A baseline that
+    holds no run (first release) passes, and says so. Downstream steps branch on `passed`."""
     import tempfile
     from collections import namedtuple
     from pathlib import Path
@@ -82,11 +111,11 @@ def evaluation_gate(
     from fathom.evaluate.stages import gate_stage
 
     out = Path(tempfile.mkdtemp(prefix="gate-"))
-    comp = gate_stage(Path(candidate.path), baseline_uri, out,
+    comp = gate_stage(Path(candidate.path), baseline.path, out,
                       GateConfig(require=require, min_delta=float(min_delta), max_drop=float(max_drop)))
     result = namedtuple("GateOutputs", ["passed", "reason"])
     if comp is None:
-        text = "No baseline given: the gate passes (first release)."
+        text = "No baseline (nothing deployed, no baseline policy): the gate passes as the first release."
         Path(report_md.path).write_text(f"# Quality gate\n\n{text}\n")
         Path(report_html.path).write_text(f"<html><body><h1>Quality gate</h1><p>{text}</p></body></html>")
         metrics.log_metric("passed", 1.0)
@@ -95,6 +124,8 @@ def evaluation_gate(
     metrics.log_metric("delta", comp.pooled.delta)
     metrics.log_metric("delta_ci_low", comp.pooled.ci_low)
     metrics.log_metric("delta_ci_high", comp.pooled.ci_high)
+    metrics.log_metric("baseline_accuracy", comp.pooled.baseline)
+    metrics.log_metric("candidate_accuracy", comp.pooled.candidate)
     Path(report_md.path).write_text((out / "comparison.md").read_text())
     Path(report_html.path).write_text((out / "comparison.html").read_text())
     return result(comp.passed, comp.reason)

@@ -14,7 +14,7 @@ from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
 from components.base import GPU_IMAGE
 
-_PRESET_DOC = "preset: gpu | cpu-smoke"
+_PRESET_DOC = "preset: gpu | cpu | cpu-smoke"
 
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
@@ -57,13 +57,39 @@ def prepare_sft_rows(uri: str, dataset: Output[Dataset]):
 
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
-def rapo_stage1(preset: str, base_model: str, tools_url: str, judge: str, labeller: str, config_json: str,
-                checkpoint_uri: str, dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
+def policy_warmstart(preset: str, base_model: str, tools_url: str, config_json: str, model: Output[Model],
+                     metrics: Output[Metrics], curves: Output[HTML]):
+    """Policy warm start: SFT on the offline-web expert's trajectories, tool responses masked out of the loss
+    (`preset` cpu | cpu-smoke; `gpu` = off, the paper's RL-Zero: the base policy passes through)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from fathom.rl.metrics import plots_html
+    from fathom.rl.warmstart import warmstart_stage
+
+    summary = warmstart_stage(Path(model.path + ".work"), preset=preset, base_model=base_model, tools_url=tools_url,
+                              overrides=json.loads(config_json or "{}"))
+    if summary["final"]:
+        shutil.copytree(summary["final"], model.path, dirs_exist_ok=True)
+    else:  # disabled (RL-Zero): the next step reads the base model from its URI
+        model.metadata["uri"] = summary["model_uri"]
+    for key in ("trajectories", "tokens", "trained_tokens", "steps", "first_loss", "last_loss", "seconds"):
+        if isinstance(summary.get(key), (int, float)):
+            metrics.log_metric(key, float(summary[key]))
+    model.metadata.update({"enabled": bool(summary.get("enabled")), "cached_from": summary.get("cached_from", "")})
+    Path(curves.path).write_text(plots_html([Path(p) for p in summary.get("plots", [])]))
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def rapo_stage1(preset: str, tools_url: str, judge: str, labeller: str, config_json: str, checkpoint_uri: str,
+                policy: Input[Model], dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
                 curves: Output[HTML]):
-    """RAPO stage 1 (Eq. 4 reward) from `base_model` (local:smollm2, a folder or an s3:// URI)."""
+    """RAPO stage 1 (Eq. 4 reward) from the warm-start step's policy (its folder, or the base model's URI when the
+    warm start is off)."""
     from fathom.rl.stage import run_search_component
 
-    run_search_component(stage=1, preset=preset, base_model=base_model, tools_url=tools_url, judge=judge,
+    run_search_component(stage=1, preset=preset, base_model=policy.metadata.get("uri") or policy.path, tools_url=tools_url, judge=judge,
                          labeller=labeller, config_json=config_json, checkpoint_uri=checkpoint_uri,
                          dataset_path=dataset.path, model=model, metrics=metrics, curves=curves)
 

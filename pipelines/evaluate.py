@@ -9,7 +9,7 @@ import json
 
 from kfp import dsl
 
-from components.evaluate import evaluate_benchmark, evaluation_gate, evaluation_report
+from components.evaluate import baseline_evaluation, evaluate_benchmark, evaluation_gate, evaluation_report
 
 DEFAULT_BENCHMARKS = ["simpleqa", "frames", "webwalker", "musique", "gpqa-diamond", "medqa"]
 
@@ -49,8 +49,11 @@ def evaluate_pipeline(
     report = evaluation_report(runs=dsl.Collected(ev.outputs["run"]), name=name)
     report.set_display_name("evaluation report")
     with dsl.If(baseline_uri != "", name="gate"):
-        gate = evaluation_gate(candidate=report.outputs["combined"], baseline_uri=baseline_uri, require=gate_require,
-                               min_delta=gate_min_delta, max_drop=gate_max_drop)
+        base = baseline_evaluation(policy="", baseline_uri=baseline_uri, benchmarks=benchmarks,
+                                   config_json=config_json, tools_url=tools_url, limit=limit)
+        base.set_display_name("baseline run").set_caching_options(False).set_retry(num_retries=2)
+        gate = evaluation_gate(candidate=report.outputs["combined"], baseline=base.outputs["run"],
+                               require=gate_require, min_delta=gate_min_delta, max_drop=gate_max_drop)
         gate.set_display_name("quality gate").set_caching_options(False).set_retry(num_retries=2)
 
 

@@ -11,8 +11,10 @@ Stage components are reused as they are (components/data, train, evaluate, relea
 only the glue: per-run object-store prefixes + the release's DeployConfig (`retrain_plan`), conversion and
 evaluation of a Model *artifact* (`convert_trained`, `evaluate_candidate`).
 
-The gate compares the candidate's evaluation with the run folder at `baseline_uri` (the deployed model's
-evaluation; empty = first release, the gate passes). A released candidate's evaluation is published there
+The gate compares the candidate's evaluation with the baseline's on the same questions: `baseline_policy` (the
+deployed model's endpoint; on the first local run the base model) is evaluated in the run; without it, the run
+folder at `baseline_uri` (the deployed model's stored evaluation) is used; with neither, the gate makes an explicit
+first-release decision. A released candidate's evaluation is published there
 (default `<output_uri>/deployed-eval`), so next week's run is gated against what is now serving.
 
     fathom pipeline compile retrain --out build/
@@ -24,10 +26,10 @@ from kfp import dsl
 
 from components.base import on_gpu_pool, with_secrets
 from components.data import duetqa_generate, publish_dataset, sft_corpus
-from components.evaluate import evaluation_gate, evaluation_report
+from components.evaluate import baseline_evaluation, evaluation_gate, evaluation_report
 from components.release import deploy_release, smoke_test, teardown_release
 from components.retrain import convert_trained, evaluate_candidate, retrain_plan
-from components.train import rapo_stage1, rapo_stage2, stage2_filter, synthesizer_sft
+from components.train import policy_warmstart, rapo_stage1, rapo_stage2, stage2_filter, synthesizer_sft
 from pipelines.data import LOCAL_ARGUMENTS as _DATA_LOCAL
 from pipelines.data import S3_ENV, S3_SECRET
 from pipelines.evaluate import DEFAULT_BENCHMARKS
@@ -69,7 +71,8 @@ def retrain_run(
     n_duetqa: int, n_sft: int, duetqa_config: str, sft_config: str, filter_limit_per_source: int,
     stage1_config_json: str, stage2_config_json: str, sft_config_json: str,
     dtype: str, synth_yarn_factor: float, synth_original_max_pos: int,
-    benchmarks: list, eval_config_json: str, eval_limit: int, baseline_uri: str, gate_require: str,
+    benchmarks: list, eval_config_json: str, eval_limit: int, baseline_policy: str, baseline_uri: str,
+    gate_require: str,
     gate_min_delta: float, gate_max_drop: float,
     cluster: bool, servers_dir: str, ready_timeout_s: float, expect: str, rollback: bool, ephemeral: bool,
     run_uri: str, stage1_checkpoints: str, stage2_checkpoints: str, sft_checkpoints: str, policy_uri: str,
@@ -93,9 +96,11 @@ def retrain_run(
                      f"publish {name}", secrets=_S3, retries=3)
 
         # ---- search agent: RAPO stage 1 → stage-2 filter → RAPO stage 2
-        s1 = _gpu(rapo_stage1(preset=preset, base_model=policy_base_model, tools_url=tools_url, judge=judge,
-                              labeller=labeller, config_json=stage1_config_json, checkpoint_uri=stage1_checkpoints,
-                              dataset=duet.outputs["rl_dataset"]), "RAPO stage 1")
+        warm = _gpu(policy_warmstart(preset=preset, base_model=policy_base_model, tools_url=tools_url,
+                                     config_json="{}"), "policy warm start")
+        s1 = _gpu(rapo_stage1(preset=preset, tools_url=tools_url, judge=judge, labeller=labeller,
+                              config_json=stage1_config_json, checkpoint_uri=stage1_checkpoints,
+                              policy=warm.outputs["model"], dataset=duet.outputs["rl_dataset"]), "RAPO stage 1")
         filt = _gpu(stage2_filter(preset=preset, tools_url=tools_url, judge=judge,
                                   limit_per_source=filter_limit_per_source, policy=s1.outputs["model"],
                                   duetqa=duet.outputs["rl_dataset"]), "stage-2 filter", gpus=1)
@@ -123,7 +128,10 @@ def retrain_run(
                       "evaluate candidate", gpus=1)
         report = evaluation_report(runs=dsl.Collected(ev.outputs["run"]), name="candidate")
         report.set_display_name("evaluation report")
-        gate = _cpu(evaluation_gate(candidate=report.outputs["combined"], baseline_uri=baseline_uri,
+        base = _gpu(baseline_evaluation(policy=baseline_policy, baseline_uri=baseline_uri, benchmarks=benchmarks,
+                                        config_json=eval_config_json, tools_url=tools_url, limit=eval_limit),
+                    "evaluate baseline", gpus=1)
+        gate = _cpu(evaluation_gate(candidate=report.outputs["combined"], baseline=base.outputs["run"],
                                     require=gate_require, min_delta=gate_min_delta, max_drop=gate_max_drop),
                     "quality gate", secrets=_S3, retries=2)
 
@@ -168,6 +176,7 @@ def retrain_pipeline(
     benchmarks: list = DEFAULT_BENCHMARKS,
     eval_config_json: str = "{}",
     eval_limit: int = 0,
+    baseline_policy: str = "",
     baseline_uri: str = "s3://fathom/retrain/deployed-eval",
     gate_require: str = "better",
     gate_min_delta: float = 0.0,
@@ -187,7 +196,8 @@ def retrain_pipeline(
     `labeller`: RAPO roles ('exact' / 'heuristic' offline, else `URL#model@KEY_ENV`); DuetQA and SFT-corpus roles
     (solvers, obfuscator, teacher) live in `duetqa_config` / `sft_config`, the eval judge in `eval_config_json`.
     `tools_url`: the tool server (empty: each step starts the offline stack). `filter_limit_per_source` <= 0 and
-    `eval_limit` <= 0 mean all. `baseline_uri`: evaluation run folder of the deployed model (empty: first release).
+    `eval_limit` <= 0 mean all. `baseline_policy`: role of the deployed model (its endpoint), evaluated in this run
+    on the candidate's questions; else `baseline_uri`: a stored evaluation run folder of it; neither: first release.
     `output_uri`: S3 prefix; the run writes `runs/<run id>/{checkpoints,models,datasets}` there (empty: pipeline root
     only). `namespace` overrides the one in `deploy_config` (JSON DeployConfig). `ephemeral`: the exit handler also
     deletes the cluster release (a staging namespace)."""

@@ -1,4 +1,6 @@
-"""The training pipeline: RAPO stage 1 → stage-2 filter → RAPO stage 2, and synthesizer SFT in parallel.
+"""The training pipeline: policy warm start → RAPO stage 1 → stage-2 filter → RAPO stage 2, and synthesizer SFT in
+parallel. The warm start (SFT on the offline-web expert's trajectories) is on in the CPU presets and off in `gpu`
+(the paper's RL-Zero: the base model passes through by reference).
 
 GPU steps (both RAPO stages, the filter's rollouts and SFT) are placed on the GPU node pool (accelerator type and
 limit, node selector, toleration, /dev/shm emptyDir, judge/labeller API keys as env from a Secret); all of that
@@ -11,6 +13,7 @@ from kfp import dsl
 
 from components.base import on_gpu_pool
 from components.train import (
+    policy_warmstart,
     prepare_rl_prompts,
     prepare_sft_rows,
     rapo_stage1,
@@ -40,6 +43,7 @@ def train_pipeline(
     tools_url: str = "",
     judge: str = "exact",
     labeller: str = "heuristic",
+    warmstart_config_json: str = "{}",
     stage1_config_json: str = "{}",
     stage2_config_json: str = "{}",
     sft_config_json: str = "{}",
@@ -51,9 +55,12 @@ def train_pipeline(
     """`*_checkpoint_uri`: where each training step mirrors its checkpoints (s3://...) so that a retried or
     restarted step resumes; one folder per step, never shared."""
     prompts = prepare_rl_prompts(uri=rl_data_uri, n=n_prompts, hops=2).set_caching_options(False)
-    s1 = _gpu(rapo_stage1(preset=preset, base_model=base_model, tools_url=tools_url, judge=judge,
-                          labeller=labeller, config_json=stage1_config_json, checkpoint_uri=stage1_checkpoint_uri,
-                          dataset=prompts.outputs["dataset"]))
+    warm = _gpu(policy_warmstart(preset=preset, base_model=base_model, tools_url=tools_url,
+                                 config_json=warmstart_config_json))
+    warm.set_display_name("policy warm start")
+    s1 = _gpu(rapo_stage1(preset=preset, tools_url=tools_url, judge=judge, labeller=labeller,
+                          config_json=stage1_config_json, checkpoint_uri=stage1_checkpoint_uri,
+                          policy=warm.outputs["model"], dataset=prompts.outputs["dataset"]))
     s1.set_display_name("RAPO stage 1")
     filt = _gpu(stage2_filter(preset=preset, tools_url=tools_url, judge=judge,
                               limit_per_source=filter_limit_per_source, policy=s1.outputs["model"],

@@ -40,14 +40,22 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 @app.command()
 def models(prepare: bool = typer.Option(False, "--prepare", help="Convert the embedded GGUF model now."),
+           prepare_policy: bool = typer.Option(False, "--prepare-policy",
+                                               help="Warm-start the embedded model as a search policy "
+                                               "(local:smollm2-search; a one-off, minutes on 2 cores)."),
            force: bool = typer.Option(False, "--force", help="Re-convert even if already prepared.")) -> None:
     """List the local models; with --prepare, convert the embedded model to a safetensors folder."""
+    from fathom.llm import embedded
     from fathom.llm.embedded import list_models, prepare_embedded
 
-    if prepare:
+    if prepare or prepare_policy:
         with console.status("converting the embedded model (one-off)..."):
             path = prepare_embedded(force=force)
         console.print(f"[green]embedded model ready[/green] at {path}")
+    if prepare_policy:
+        console.print("warm-starting the embedded search policy on the offline web's expert (one-off) ...")
+        path = embedded.prepare_policy(force=force)
+        console.print(f"[green]embedded search policy ready[/green] at {path} (role local:smollm2-search)")
     table = Table("name", "prepared", "path", "source")
     for row in list_models():
         table.add_row(row["name"], "yes" if row["prepared"] else "no", row["path"], row["source"])

@@ -137,7 +137,9 @@ def register(app: typer.Typer) -> None:
         question: str = typer.Argument(..., help="The question to research."),
         tools: str | None = typer.Option(None, "--tools", help="Base URL of a running tool server; default: start "
                                          "the offline stack in-process."),
-        policy: str = typer.Option("local:smollm2", "--policy", help="Search agent role."),
+        policy: str = typer.Option("auto", "--policy", help="Search agent role; auto = the prepared embedded search "
+                                   "policy (local:smollm2-search, `fathom models --prepare-policy`), else "
+                                   "local:smollm2."),
         preset: str = typer.Option("fathom", "--preset", help="Tool preset: fathom (search_urls, query_url) or "
                                    "legacy (web_search, web_visit)."),
         template: str = typer.Option("fathom", "--template", help="System prose: 'fathom' or a path to a file "
@@ -147,7 +149,8 @@ def register(app: typer.Typer) -> None:
                                        "by the policy's context length)."),
         max_tokens_per_turn: int | None = typer.Option(None, "--max-tokens-per-turn",
                                                        help="New tokens per turn (default 512 local, 8192 remote)."),
-        temperature: float = typer.Option(0.6, "--temperature"),
+        temperature: float | None = typer.Option(None, "--temperature",
+                                                 help="Sampling temperature (default 0 local, 0.6 remote)."),
         seed: int | None = typer.Option(None, "--seed", help="Sampling seed."),
         deepresearch: bool = typer.Option(False, "--deepresearch", help="Write a cited report with the synthesizer."),
         synthesizer: str = typer.Option("local:smollm2", "--synthesizer", help="Synthesizer role."),
@@ -155,8 +158,9 @@ def register(app: typer.Typer) -> None:
                                                     help="Report tokens (default 1024 local, 10000 remote)."),
         web_seed: int = typer.Option(0, "--web-seed", help="Seed of the offline web (in-process stack)."),
         web_pages: int = typer.Option(120, "--web-pages", help="Pages of the offline web (in-process stack)."),
-        query_llm: str = typer.Option("local:smollm2", "--query-llm", help="Query-LLM role of the in-process "
-                                      "tool server."),
+        query_llm: str = typer.Option("none", "--query-llm", help="Query-LLM role of the in-process tool server "
+                                      "('none': the deterministic passage reader the embedded policy is trained "
+                                      "with)."),
         as_json: bool = typer.Option(False, "--json", help="Print the trajectory (and report) as JSON on stdout."),
         save: Path | None = typer.Option(None, "--save", help="Also write the trajectory (and report) JSON here."),
     ) -> None:
@@ -175,9 +179,21 @@ def register(app: typer.Typer) -> None:
         out = Console()
         if preset not in PRESETS:
             raise typer.BadParameter(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}", param_hint="--preset")
-        per_turn = max_tokens_per_turn or (512 if policy.startswith("local:") else 8192)
-        cfg = AgentConfig(max_turns=max_turns, max_total_tokens=max_tokens, temperature=temperature, seed=seed,
-                          template=template, max_tokens_per_turn=per_turn)
+        if policy == "auto":
+            from fathom.llm.embedded import EMBEDDED_POLICY, is_prepared, policy_dir
+
+            policy = f"local:{EMBEDDED_POLICY}" if is_prepared(policy_dir()) else "local:smollm2"
+            if policy == "local:smollm2":
+                err.print("[yellow]note:[/yellow] the untrained embedded model rarely calls a tool; prepare the "
+                          "embedded search policy once with `fathom models --prepare-policy`")
+        local = policy.startswith("local:")
+        per_turn = max_tokens_per_turn or (256 if local else 8192)
+        from fathom.web.stack import EMBEDDED_RESULT_CHARS
+
+        cfg = AgentConfig(max_turns=max_turns, max_total_tokens=max_tokens,
+                          temperature=(0.0 if local else 0.6) if temperature is None else temperature, seed=seed,
+                          template=template, max_tokens_per_turn=per_turn,
+                          max_result_chars=EMBEDDED_RESULT_CHARS if local else AgentConfig().max_result_chars)
         try:
             with (_tool_server(tools, seed=web_seed, n_pages=web_pages, query_llm=query_llm, console=err) as url,
                   ProgressPrinter(err) as progress):

@@ -189,3 +189,10 @@ def strip_stop(text: str) -> str:
                 text = stripped[: -len(s)]
                 changed = True
     return text
+
+
+def model_turn_texts(transcript: str) -> list[str]:
+    """The model's turns of a transcript (the text after each ``<think>`` generation prefix, up to its
+    ``<|im_end|>``); a transcript that ends with an open prefix yields no turn for it."""
+    parts = transcript.split(ASSISTANT_PREFIX)[1:]
+    return [p.split(IM_END, 1)[0] for p in parts if p]

@@ -254,13 +254,14 @@ def resolve(name_or_path: str) -> tuple[str, Path | None, BenchmarkInfo | None]:
 
 def load_dataset(name_or_path: str, *, limit: int | None = None, sample: int | None = None, seed: int = 0,
                  shard: str | tuple[int, int] | None = None, offline_n: int = 50, web_seed: int = 0,
-                 web_pages: int = 120) -> Dataset:
+                 web_pages: int = 120, offline_hops: tuple[int, ...] = (1, 2)) -> Dataset:
     """Load a benchmark by name (see ``BENCHMARKS``), by path, or ``offline-web`` (generated, answers known)."""
     name, path, info = resolve(name_or_path)
     if name == OFFLINE_WEB:
         from fathom.evaluate.offline_bench import offline_benchmark
 
-        examples = offline_benchmark(n=max(offline_n, (limit or 0)), web_seed=web_seed, n_pages=web_pages)
+        examples = offline_benchmark(n=max(offline_n, (limit or 0)), web_seed=web_seed, n_pages=web_pages,
+                                     hops=tuple(offline_hops))
         digest = hashlib.sha256(json.dumps([e.model_dump() for e in examples]).encode()).hexdigest()
         return Dataset(name=name, path=None, sha256=digest, total=len(examples), grader="auto", judge_grader="judge",
                        category="offline",

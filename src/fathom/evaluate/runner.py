@@ -65,6 +65,8 @@ class EvalConfig(BaseModel):
     offline_n: int = Field(default=50, ge=1, description="Size of the generated offline-web benchmark.")
     web_seed: int = Field(default=0, description="Seed of the offline web (benchmark and served site).")
     web_pages: int = Field(default=120, ge=10, description="Pages of the offline web.")
+    offline_hops: list[int] = Field(default=[1, 2], description="Hop counts of the offline-web benchmark's "
+                                    "questions (split evenly).")
     query_llm: str = Field(default="none", description="Query-LLM role of the in-process tool server ('none': "
                            "the deterministic passage reader, as the embedded policy is trained).")
     retry_errors: bool = Field(default=False, description="Drop error rows first so they run again.")
@@ -225,7 +227,8 @@ async def arun_eval(cfg: EvalConfig, *, agent: EvalAgent | None = None, judge_cl
 
     datasets: list[Dataset] = [
         load_dataset(d, limit=cfg.limit, sample=cfg.sample, seed=cfg.seed, shard=cfg.shard, offline_n=cfg.offline_n,
-                     web_seed=cfg.web_seed, web_pages=cfg.web_pages) for d in cfg.datasets]
+                     web_seed=cfg.web_seed, web_pages=cfg.web_pages, offline_hops=tuple(cfg.offline_hops))
+        for d in cfg.datasets]
     pending = [(ds, [ex for ex in ds.examples if (ex.dataset, ex.id) not in done]) for ds in datasets]
     n_todo = sum(len(t) for _, t in pending)
     skipped = sum(len(ds.examples) for ds in datasets) - n_todo

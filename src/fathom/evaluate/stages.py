@@ -2,6 +2,7 @@
 
 * ``evaluate_stage``: one benchmark (or several) into a run folder;
 * ``merge_runs``: fan-in of several run folders into one (rows concatenated, metrics + report recomputed);
+* ``baseline_stage``: the gate's baseline run: a policy evaluated now, a stored run, or "no baseline";
 * ``gate_stage``: the quality gate of a candidate run against a baseline run folder or URI (s3:// or a path).
 """
 
@@ -85,10 +86,50 @@ def merge_runs(run_dirs: Sequence[str | Path], out: Path, *, name: str = "") -> 
     return metrics
 
 
+#: Marker file of a baseline run folder that holds no run (first release: nothing deployed, nothing to beat).
+NO_BASELINE = "NO_BASELINE"
+
+
+def baseline_stage(out: Path, *, policy: str = "", baseline_uri: str = "", benchmarks: Sequence[str] = (),
+                   config: dict[str, Any] | str | None = None, tools_url: str = "", limit: float | None = None
+                   ) -> str:
+    """Fill ``out`` with the gate's baseline run and say where it came from:
+
+    * ``"evaluated"`` — ``policy`` (a role: the deployed model's endpoint; on the first local run the base model)
+      evaluated now on ``benchmarks`` with the candidate's evaluation ``config``: the same questions, the same
+      agent budget, the same tool server — the fairest baseline;
+    * ``"stored"`` — the run folder at ``baseline_uri`` (s3:// or a path), e.g. last week's released evaluation;
+    * ``"none"`` — neither given: the folder holds the ``NO_BASELINE`` marker and the gate makes an explicit
+      first-release decision."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if policy:
+        cfg = json.loads(config) if isinstance(config, str) else dict(config or {})
+        cfg["agent"] = {**cfg.get("agent", {}), "policy": policy}
+        runs = []
+        for bench in benchmarks:
+            evaluate_stage(bench, out / "runs" / bench, cfg, tools_url=tools_url, limit=limit)
+            runs.append(out / "runs" / bench)
+        if not runs:
+            raise ValueError("a baseline policy needs at least one benchmark")
+        merge_runs(runs, out, name=f"baseline {policy}")
+        return "evaluated"
+    if baseline_uri:
+        if Path(baseline_uri).is_dir():
+            shutil.copytree(baseline_uri, out, dirs_exist_ok=True)
+        else:
+            from fathom.storage import download
+
+            download(baseline_uri, out)
+        return "stored"
+    atomic_write_text(out / NO_BASELINE, "no baseline policy or run was given: first release\n")
+    return "none"
+
+
 def gate_stage(candidate_dir: Path, baseline: str, out: Path, gate: GateConfig | None = None) -> Comparison | None:
     """Compare a candidate run with a baseline run (a local folder or an s3:// URI of one). ``None`` when no
-    baseline is given (first release: nothing to compare against)."""
-    if not baseline:
+    baseline is given or the folder is a ``NO_BASELINE`` marker (first release: nothing to compare against)."""
+    if not baseline or (Path(baseline) / NO_BASELINE).exists():
         return None
     with tempfile.TemporaryDirectory() as tmp:
         base_dir = Path(baseline)

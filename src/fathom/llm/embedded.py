@@ -72,10 +72,43 @@ def prepare_embedded(force: bool = False) -> Path:
     return target
 
 
+#: The embedded *search policy*: SmolLM2 warm-started on the offline web's expert (`fathom models --prepare-policy`).
+EMBEDDED_POLICY = "smollm2-search"
+
+
+def policy_dir() -> Path:
+    return models_dir() / EMBEDDED_POLICY
+
+
+def prepare_policy(force: bool = False) -> Path:
+    """Warm-start the embedded model as a search policy once (the `cpu` warm-start preset; its result is also the
+    cache the retrain pipeline's warm-start step reuses). Minutes on 2 cores, then instant."""
+    target = policy_dir()
+    if is_prepared(target) and not force:
+        return target
+    from fathom.rl.warmstart import WarmStartSpec, load_preset, train_warmstart
+
+    work = models_dir() / f"{EMBEDDED_POLICY}.work"
+    summary = train_warmstart(WarmStartSpec(out_dir=work, model=f"local:{EMBEDDED_MODEL}", config=load_preset("cpu")))
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(summary["final"], tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
 def resolve_local_model(name: str) -> Path:
-    """`smollm2` -> the prepared embedded folder; anything else must be a Hugging Face folder on disk."""
+    """`smollm2` -> the prepared embedded folder; `smollm2-search` -> the prepared warm-started policy; anything
+    else must be a Hugging Face folder on disk."""
     if name in (EMBEDDED_MODEL, "embedded", "default"):
         return prepare_embedded()
+    if name == EMBEDDED_POLICY:
+        if not is_prepared(policy_dir()):
+            raise ConfigError(f"the embedded search policy is not prepared: run `fathom models --prepare-policy` "
+                              f"(a one-off warm start of {EMBEDDED_MODEL}, minutes on 2 cores)")
+        return policy_dir()
     path = Path(name).expanduser()
     if (path / "config.json").exists():
         return path

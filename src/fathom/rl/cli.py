@@ -42,7 +42,9 @@ def _quiet() -> None:
 @train_app.command("search")
 def search(
     out: Path = typer.Option(..., "--out", help="Output folder."),
-    preset: str = typer.Option("cpu-smoke", help="gpu | cpu-smoke"),
+    preset: str = typer.Option("cpu-smoke", help="gpu | cpu | cpu-smoke (presets/rapo-<name>.yaml beside the trainer)"),
+    config: Path | None = typer.Option(None, "--config", exists=True, dir_okay=False,
+                                       help="A YAML file of RAPOConfig fields (replaces --preset)."),
     data: Path | None = typer.Option(None, help="Prompt rows {id, prompt, answer} (JSONL/JSON/Parquet/folder)."),
     stage: int = typer.Option(1, min=1, max=2, help="1 = Eq. 4 reward; 2 = Eq. 8 step-level reward."),
     model: str = typer.Option("local:smollm2", help="Starting policy (stage 2: the stage-1 final folder)."),
@@ -51,6 +53,8 @@ def search(
     labeller: str = typer.Option("heuristic", help="Step labeller role ('heuristic' offline)."),
     n_prompts: int = typer.Option(4, help="Offline-web questions when --data is not given."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
+    allow_config_change: bool = typer.Option(False, "--allow-config-change",
+                                             help="Resume even when the settings differ from the checkpoint's."),
     plain_grpo: bool = typer.Option(False, "--plain-grpo", help="Turn all three RAPO switches off."),
     set_: list[str] | None = typer.Option(None, "--set", help="RAPOConfig override key=value (repeatable)."),
 ) -> None:
@@ -61,11 +65,33 @@ def search(
     overrides = _overrides(set_)
     if plain_grpo:
         overrides.update(rapo_prune=False, rapo_scale_advantages=False, rapo_replay=False)
-    summary = train_search(SearchTrainSpec(out_dir=out, preset=preset, stage=stage, model=model, data=data,
-                                           n_prompts=n_prompts, tools_url=tools, judge=judge, labeller=labeller,
-                                           resume=resume, overrides=overrides))
+    summary = train_search(SearchTrainSpec(out_dir=out, preset=str(config) if config else preset, stage=stage,
+                                           model=model, data=data, n_prompts=n_prompts, tools_url=tools,
+                                           judge=judge, labeller=labeller, resume=resume,
+                                           allow_config_change=allow_config_change, overrides=overrides))
     typer.echo(json.dumps({k: summary.get(k) for k in ("final", "steps", "pruned", "replay_insertions", "plots",
                                                         "metrics")}, indent=2, default=str))
+
+
+@train_app.command("warmstart")
+def warmstart(
+    out: Path = typer.Option(..., "--out", help="Output folder (data/expert.jsonl, checkpoints, final/)."),
+    preset: str = typer.Option("cpu", help="cpu | cpu-smoke | gpu (off: RL-Zero), or a YAML file "
+                               "(presets/warmstart-<name>.yaml beside the trainer)."),
+    model: str = typer.Option("local:smollm2", help="Base policy."),
+    tools: str | None = typer.Option(None, help="Tool server URL serving the offline world (default: start it)."),
+    world_seed: int = typer.Option(0, help="Offline world of the training questions."),
+    set_: list[str] | None = typer.Option(None, "--set", help="WarmStartConfig override key=value (repeatable)."),
+) -> None:
+    """Policy warm start: SFT on the offline-web expert's trajectories (tool responses masked out of the loss)."""
+    _quiet()
+    from fathom.rl.warmstart import WarmStartSpec, load_preset, train_warmstart
+
+    cfg = load_preset(preset).model_copy(update=_overrides(set_))
+    summary = train_warmstart(WarmStartSpec(out_dir=out, model=model, config=cfg, tools_url=tools,
+                                            world_seed=world_seed))
+    typer.echo(json.dumps({k: summary.get(k) for k in ("final", "trajectories", "steps", "first_loss", "last_loss",
+                                                        "seconds")}, indent=2, default=str))
 
 
 @train_app.command("filter")

@@ -1,21 +1,22 @@
 """Configuration of RAPO training: :class:`RAPOConfig` (TRL's ``GRPOConfig`` plus the RAPO switches, the reward
 and the rollout horizon; field help strings are the documentation) and the presets.
 
-Presets (:func:`rapo_config`):
+Presets are YAML files beside the trainer (``presets/rapo-<name>.yaml``; :func:`rapo_config` also takes a path):
 
-* ``gpu`` — the paper's settings (method.md §4): constant LR 1e-6, Adam β = (0.9, 0.95), 32 prompts per step ×
-  G = 5 rollouts, mini-batch 16 prompts (two optimizer updates per generation batch), ≤ 32 tool steps, 8,192 tokens
-  per step, 40,960 total, temperature 1.4, top-p 1.0, vLLM rollouts, bf16, gradient checkpointing, KL 0.001 and
-  clip 0.2 (ReCall defaults, [INF]). Written for one node of 8 GPUs (per-device batch 10).
-* ``cpu-smoke`` — the embedded model on CPU (``use_cpu=True``, fp32): 2 prompts × G = 2, 2 steps, 1–2 tool steps,
-  tiny token limits. Finishes in a few minutes.
+* ``gpu`` — the paper's settings (method.md §4), one node of 8 GPUs.
+* ``cpu`` — the embedded model on 2 CPU cores, sized so that every RAPO part acts and the (warm-started) policy
+  learns: 2 groups per step, G = 4, an epoch end every few steps.
+* ``cpu-smoke`` — plumbing only (tests): 2 prompts × G = 2, 2 steps, tiny token limits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+import yaml
 from trl import GRPOConfig
 
 from fathom.rl.rollout import RolloutConfig
@@ -55,6 +56,10 @@ class RAPOConfig(GRPOConfig):
     step_cap_search: float = field(default=8.0, metadata={"help": "Eq. 8 C_S."})
     step_cap_query: float = field(default=16.0, metadata={"help": "Eq. 8 C_Q."})
     step_verify_budget: int = field(default=1, metadata={"help": "Eq. 8 B_v (verifications per claim)."})
+    step_correct_floor: float = field(default=0.5, metadata={
+        "help": "Eq. 8: minimum answer credit of a correct rollout, max(1 − ρ, floor)."})
+    step_similarity: float = field(default=0.6, metadata={
+        "help": "Heuristic labeller: token-set Jaccard at or above which two queries (or goals) are the same."})
     judge: str = field(default="exact", metadata={
         "help": "Answer judge role ('exact' = normalised exact match offline, or a role like URL#model@KEY_ENV)."})
     labeller: str = field(default="heuristic", metadata={
@@ -71,6 +76,10 @@ class RAPOConfig(GRPOConfig):
     tool_timeout_s: float = field(default=120.0, metadata={"help": "Timeout of one tool call."})
     max_tool_result_chars: int | None = field(default=None, metadata={
         "help": "Truncate tool results to this many characters (None = keep)."})
+
+    freeze_layers: int = field(default=0, metadata={
+        "help": "Freeze the token embeddings and this many bottom decoder layers (CPU presets: backward stops "
+                "above them; 0 = train everything, the paper)."})
 
     # outputs ----------------------------------------------------------------------------------------------------
     plots: bool = field(default=True, metadata={"help": "Write PNG training curves at the end."})
@@ -100,44 +109,75 @@ class RAPOConfig(GRPOConfig):
 
     def step_reward_config(self) -> StepRewardConfig:
         return StepRewardConfig(c1=self.step_c1, c2=self.step_c2, C_S=self.step_cap_search, C_Q=self.step_cap_query,
-                                B_v=self.step_verify_budget, format_weight=self.format_weight)
+                                B_v=self.step_verify_budget, format_weight=self.format_weight,
+                                correct_floor=self.step_correct_floor, similarity=self.step_similarity)
 
     @property
     def rapo_enabled(self) -> bool:
         return self.rapo_prune or self.rapo_scale_advantages or self.rapo_replay
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "gpu": dict(
-        learning_rate=1e-6, lr_scheduler_type="constant", warmup_steps=0, adam_beta1=0.9, adam_beta2=0.95,
-        weight_decay=0.01, max_grad_norm=1.0,
-        # 32 prompts × G=5 = 160 rollouts per generation batch on 8 GPUs; mini-batch 16 prompts = 80 rollouts →
-        # per-device batch 10, two optimizer updates per generation batch.
-        num_generations=5, per_device_train_batch_size=10, gradient_accumulation_steps=1, steps_per_generation=2,
-        temperature=1.4, top_p=1.0, max_tool_steps=32, max_tokens_per_turn=8192, max_total_tokens=40960,
-        max_completion_length=8192, beta=0.001, epsilon=0.2, loss_type="dapo", num_iterations=1,
-        use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.4,
-        bf16=True, gradient_checkpointing=True, rapo_epochs=10.0,
-        logging_steps=1, save_steps=10, save_total_limit=3, report_to=["tensorboard"],
-    ),
-    "cpu-smoke": dict(
-        learning_rate=1e-6, lr_scheduler_type="constant", adam_beta1=0.9, adam_beta2=0.95, max_grad_norm=1.0,
-        num_generations=2, per_device_train_batch_size=2, gradient_accumulation_steps=1, steps_per_generation=1,
-        temperature=1.0, top_p=1.0, max_tool_steps=1, max_tokens_per_turn=24, max_total_tokens=1024,
-        max_completion_length=64, max_tool_result_chars=200, beta=0.0, epsilon=0.2, loss_type="dapo",
-        use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False, max_steps=2, rapo_epochs=1.0,
-        logging_steps=1, save_steps=2, save_total_limit=1, report_to=["tensorboard"], dataloader_num_workers=0,
-    ),
-}
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+def load_preset_file(path: str | Path) -> dict[str, Any]:
+    """RAPOConfig fields from a YAML file; unknown keys are an error that names them."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a RAPO preset is a mapping of RAPOConfig fields")
+    known = {f.name for f in fields(RAPOConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown RAPOConfig field(s) {unknown}")
+    return data
+
+
+#: The presets shipped beside the trainer, by name (``presets/rapo-<name>.yaml``).
+PRESETS: dict[str, dict[str, Any]] = {p.stem.removeprefix("rapo-"): load_preset_file(p)
+                                      for p in sorted(PRESETS_DIR.glob("rapo-*.yaml"))}
+
+
+def resolve_preset(preset: str | Path) -> dict[str, Any]:
+    """A preset name (``gpu``, ``cpu``, ``cpu-smoke``) or a path to a YAML file of RAPOConfig fields."""
+    if str(preset) in PRESETS:
+        return dict(PRESETS[str(preset)])
+    path = Path(preset)
+    if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
+        return load_preset_file(path)
+    raise ValueError(f"unknown preset {str(preset)!r}; choose one of {sorted(PRESETS)} or pass a YAML file")
+
 
 #: settings every preset shares (the trainer reads its own rows; TRL must not drop columns)
 COMMON: dict[str, Any] = dict(remove_unused_columns=False, shuffle_dataset=False, log_completions=False,
                               save_only_model=False, disable_tqdm=True)
 
 
-def rapo_config(preset: str, output_dir: str, **overrides: Any) -> RAPOConfig:
-    """A :class:`RAPOConfig` from a preset plus overrides (e.g. ``reward_mode="step"`` for stage 2)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    kwargs = {**COMMON, **PRESETS[preset], **overrides}
+def rapo_config(preset: str | Path, output_dir: str, **overrides: Any) -> RAPOConfig:
+    """A :class:`RAPOConfig` from a preset (name or YAML file) plus overrides (e.g. ``reward_mode="step"``)."""
+    kwargs = {**COMMON, **resolve_preset(preset), **overrides}
     return RAPOConfig(output_dir=output_dir, **kwargs)
+
+
+#: Fields that may differ between a run and its resume (where things are written, not what is trained).
+RESUME_FREE = {"output_dir", "logging_dir", "tools_url", "plots", "report_to", "disable_tqdm", "run_name"}
+
+
+def config_fingerprint(args: RAPOConfig) -> dict[str, Any]:
+    """The settings a resumed run must share with the run it continues (JSON-comparable)."""
+    out = {}
+    for f in fields(RAPOConfig):
+        if f.name in RESUME_FREE or f.name.startswith("_"):
+            continue
+        v = getattr(args, f.name, None)
+        try:
+            json.dumps(v)
+        except TypeError:
+            v = str(v)
+        out[f.name] = v
+    return out
+
+
+def config_diff(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{field: (saved, current)} for every setting that changed."""
+    keys = set(saved) | set(current)
+    return {k: (saved.get(k), current.get(k)) for k in sorted(keys) if saved.get(k) != current.get(k)}

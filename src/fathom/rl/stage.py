@@ -33,7 +33,8 @@ class SearchTrainSpec(BaseModel):
     """One RAPO training stage of the search agent."""
 
     out_dir: Path = Field(description="Output folder (checkpoints, metrics, plots, final model).")
-    preset: Literal["gpu", "cpu-smoke"] = Field(default="cpu-smoke", description="RAPOConfig preset.")
+    preset: str = Field(default="cpu-smoke", description="RAPOConfig preset: gpu | cpu | cpu-smoke, or a YAML file of "
+                        "RAPOConfig fields (`fathom train search --config FILE`).")
     stage: Literal[1, 2] = Field(default=1, description="1 = Eq. 4 reward on DuetQA; 2 = Eq. 8 on the filtered mix.")
     model: str = Field(default="local:smollm2", description="Policy to start from: local:smollm2 or a HF folder.")
     data: Path | None = Field(default=None, description="Prompt rows {id, prompt, answer}; None = offline-web "
@@ -43,6 +44,8 @@ class SearchTrainSpec(BaseModel):
     judge: str = Field(default="exact", description="Answer judge role ('exact' offline).")
     labeller: str = Field(default="heuristic", description="Step labeller role ('heuristic' offline).")
     resume: bool = Field(default=False, description="Continue from the newest checkpoint in out_dir.")
+    allow_config_change: bool = Field(default=False, description="Resume even when the settings differ from the "
+                                      "checkpoint's run (the differences are logged and recorded).")
     overrides: dict[str, Any] = Field(default_factory=dict, description="RAPOConfig field overrides.")
 
 
@@ -64,6 +67,32 @@ def tool_backend(tools_url: str | None, **stack_kw) -> Iterator[str]:
         raise ConfigError("no --tools URL and the offline stack (fathom.web.stack) is unavailable") from exc
     with offline_stack(**stack_kw) as stack:
         yield stack.tools_url
+
+
+CONFIG_FILE = "rapo_config.json"
+
+
+def _check_resume_config(out: Path, args, checkpoint: str | None, allow_change: bool) -> dict:
+    """Record the run's settings (`rapo_config.json`); on resume, refuse settings that differ from the recorded
+    ones (a silent mix of two configs in one run) unless `allow_change`, which logs and returns the differences."""
+    from fathom.rl.config import config_diff, config_fingerprint
+
+    current = config_fingerprint(args)
+    path = out / CONFIG_FILE
+    changes: dict = {}
+    if checkpoint and path.is_file():
+        diff = config_diff(json.loads(path.read_text()), current)
+        if diff and not allow_change:
+            lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            raise ConfigError(f"resume of {out} with settings that differ from its checkpoint's run ({lines}); "
+                              "use the same preset/overrides, or allow_config_change=True (--allow-config-change)")
+        if diff:
+            log.warning("resuming %s with changed settings: %s", out, diff)
+            changes = {k: list(v) for k, v in diff.items()}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)
+    return changes
 
 
 def load_policy(model_dir: Path, *, bf16: bool = False):
@@ -102,6 +131,7 @@ def train_search(spec: SearchTrainSpec) -> dict[str, Any]:
     args = rapo_config(spec.preset, str(out), **{**stage_defaults, **spec.overrides})
     model_dir = resolve_model_dir(spec.model)
     checkpoint = get_last_checkpoint(str(out)) if spec.resume and out.exists() else None
+    config_changes = _check_resume_config(out, args, checkpoint, spec.allow_config_change)
     metrics_path = out / "metrics.jsonl"
     if checkpoint:
         step = json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"]
@@ -111,6 +141,10 @@ def train_search(spec: SearchTrainSpec) -> dict[str, Any]:
         metrics_path.unlink()
     t0 = time.time()
     model, tok = load_policy(model_dir, bf16=bool(args.bf16))
+    if args.freeze_layers:
+        from fathom.rl.warmstart import freeze_bottom
+
+        freeze_bottom(model, args.freeze_layers)
     with tool_backend(spec.tools_url) as tools_url:
         engine = RolloutEngine(http_tools_factory(tools_url, args.tool_preset), args.rollout_config())
         try:
@@ -135,7 +169,7 @@ def train_search(spec: SearchTrainSpec) -> dict[str, Any]:
                    "exhausted": trainer.curriculum.exhausted, "plots": [str(p) for p in plots],
                    "metrics": str(metrics_path), "last": last,
                    "rapo": {"prune": args.rapo_prune, "scale": args.rapo_scale_advantages, "replay": args.rapo_replay},
-                   "reward_mode": args.reward_mode}
+                   "reward_mode": args.reward_mode, "config_changes_on_resume": config_changes}
         tmp = out / "summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2, default=str))
         tmp.replace(out / "summary.json")

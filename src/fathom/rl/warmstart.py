@@ -29,11 +29,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from fathom.agent.format import IM_START
 from fathom.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+#: Bump when the expert's turns or the training recipe change (it is part of the cache fingerprint).
+WARMSTART_VERSION = "ws-1"
 
 
 class WarmStartConfig(BaseModel):
@@ -50,8 +53,9 @@ class WarmStartConfig(BaseModel):
                                   "(must match the policy's agent/rollout setting).")
     epochs: float = Field(default=2.0, gt=0, description="Passes over the expert trajectories.")
     learning_rate: float = Field(default=2e-4, gt=0, description="Peak learning rate (cosine, 5% warm-up).")
-    batch_size: int = Field(default=1, ge=1, description="Trajectories per device step.")
-    grad_accum: int = Field(default=4, ge=1, description="Gradient accumulation steps.")
+    batch_size: int = Field(default=4, ge=1, description="Trajectories per device step (they share one forward "
+                            "pass of the system prefix).")
+    grad_accum: int = Field(default=1, ge=1, description="Gradient accumulation steps.")
     freeze_layers: int = Field(default=12, ge=0, description="Freeze the token embeddings and this many bottom "
                                "decoder layers (CPU time: backward stops above them; 0 = train everything).")
     max_length: int = Field(default=4096, ge=256, description="Longer trajectories are dropped (counted).")
@@ -76,6 +80,8 @@ def load_preset(name: str) -> WarmStartConfig:
 
 
 class WarmStartSpec(BaseModel):
+    """One warm-start run."""
+
     out_dir: Path = Field(description="Output folder.")
     model: str = Field(default="local:smollm2", description="Base policy: local:<name> or a HF folder.")
     config: WarmStartConfig = Field(default_factory=WarmStartConfig)
@@ -83,6 +89,28 @@ class WarmStartSpec(BaseModel):
     world_seed: int = Field(default=0, description="Offline world of the training questions.")
     world_pages: int = Field(default=120, ge=10, description="Its size.")
     resume: bool = Field(default=True, description="Continue from the newest checkpoint in out_dir.")
+    cache: bool = Field(default=True, description="Reuse a finished warm start with the same inputs (base weights, "
+                        "config, world) from $FATHOM_HOME/warmstart/<fingerprint>, and store this one there.")
+
+
+def fingerprint(spec: WarmStartSpec, model_dir: Path) -> str:
+    """Identity of a warm start: what it trains from (base config + weight sizes and digests of the first MB),
+    on what (world seed/pages, tool setting) and how (the config). Equal fingerprints give equal results."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(spec.config.model_dump_json().encode())
+    h.update(f"{spec.world_seed}|{spec.world_pages}|{WARMSTART_VERSION}".encode())
+    for f in sorted(model_dir.glob("*.safetensors")) + [model_dir / "config.json"]:
+        with open(f, "rb") as fh:
+            h.update(f"{f.name}|{f.stat().st_size}|".encode() + hashlib.sha256(fh.read(1 << 20)).digest())
+    return h.hexdigest()[:16]
+
+
+def cache_dir(fp: str) -> Path:
+    from fathom.config import fathom_home
+
+    return fathom_home() / "warmstart" / fp
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -128,22 +156,25 @@ async def expert_trajectories(questions: list, tools_url: str, count_tokens, *, 
     return [t for q, t in zip(questions, trajs) if t.status == "answered" and t.answer == q.answer]
 
 
-def trajectory_features(traj, tokenizer) -> tuple[list[int], list[int]]:
-    """Token ids of the transcript and labels (-100 on environment tokens), segment by segment as in rollouts."""
-    ids = list(tokenizer(traj.prompt, add_special_tokens=False).input_ids)
+def trajectory_features(traj, tokenizer) -> tuple[list[int], list[int], int]:
+    """Token ids of the transcript, labels (-100 on environment tokens; each segment tokenised on its own, as in
+    rollouts) and the length of the system prefix (identical for every trajectory of one template and preset)."""
+    head, sep, rest = traj.prompt.partition(f"{IM_START}user\n")
+    system = list(tokenizer(head, add_special_tokens=False).input_ids)
+    ids = system + list(tokenizer(sep + rest, add_special_tokens=False).input_ids)
     labels = [-100] * len(ids)
     for seg in traj.segments:
         seg_ids = tokenizer(seg.text, add_special_tokens=False).input_ids
         ids += seg_ids
         labels += list(seg_ids) if seg.role == "model" else [-100] * len(seg_ids)
-    return ids, labels
+    return ids, labels, len(system)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Training
 
 
-def _freeze(model, n_layers: int) -> int:
+def freeze_bottom(model, n_layers: int) -> int:
     """Freeze the embeddings and the bottom `n_layers` decoder layers; returns trainable parameters."""
     if n_layers <= 0:
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -156,22 +187,69 @@ def _freeze(model, n_layers: int) -> int:
 
 
 class _Collator:
+    """Batches trajectories that share their system prefix: the prefix once, the suffixes right-padded."""
+
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
 
     def __call__(self, rows: list[dict]) -> dict:
         import torch
 
-        n = max(len(r["input_ids"]) for r in rows)
+        k = min(r["prefix_len"] for r in rows)
+        prefix = rows[0]["input_ids"][:k]
+        if any(r["input_ids"][:k] != prefix for r in rows):
+            raise ValueError("trajectories of one batch must share their system prefix (one template and preset)")
+        n = max(len(r["input_ids"]) - k for r in rows)
         ids = torch.full((len(rows), n), self.pad_id, dtype=torch.long)
         labels = torch.full((len(rows), n), -100, dtype=torch.long)
-        att = torch.zeros((len(rows), n), dtype=torch.long)
+        att = torch.zeros((len(rows), k + n), dtype=torch.long)
+        att[:, :k] = 1
         for i, r in enumerate(rows):
-            k = len(r["input_ids"])
-            ids[i, :k] = torch.tensor(r["input_ids"])
-            labels[i, :k] = torch.tensor(r["labels"])
-            att[i, :k] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": att}
+            m = len(r["input_ids"]) - k
+            ids[i, :m] = torch.tensor(r["input_ids"][k:])
+            labels[i, :m] = torch.tensor(r["labels"][k:])
+            att[i, k:k + m] = 1
+        return {"prefix_ids": torch.tensor(prefix, dtype=torch.long), "input_ids": ids, "labels": labels,
+                "attention_mask": att}
+
+
+def shared_prefix_loss(model, prefix_ids, input_ids, attention_mask, labels, num_items=None):
+    """Token-level cross-entropy of a batch whose rows share ``prefix_ids``: the prefix is run once and its
+    key/value cache repeated for every row — the same loss and gradients as running each full row (checked by
+    a test), for (B−1)·|prefix| fewer tokens. ``labels`` align with ``input_ids`` (the suffixes)."""
+    import torch
+    import torch.nn.functional as F
+
+    B, L = input_ids.shape
+    P = prefix_ids.shape[0]
+    pre = model(input_ids=prefix_ids[None], use_cache=True)
+    cache = pre.past_key_values
+    cache.batch_repeat_interleave(B)
+    pos = (P + torch.arange(L, device=input_ids.device))[None].expand(B, L)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, position_ids=pos,
+                use_cache=False)
+    # the last prefix position predicts suffix token 0; suffix position j predicts suffix token j + 1
+    logits = out.logits
+    first = pre.logits[0, -1][None, None].expand(B, 1, -1)
+    logits = torch.cat([first, logits[:, :-1]], dim=1)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100,
+                           reduction="sum")
+    n = num_items if num_items is not None else (labels != -100).sum()
+    return loss / n
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class PrefixSharingTrainer(Trainer):
+        """HF Trainer whose loss runs the shared system prefix once per batch (:func:`shared_prefix_loss`)."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = shared_prefix_loss(model, inputs["prefix_ids"], inputs["input_ids"], inputs["attention_mask"],
+                                      inputs["labels"], num_items_in_batch)
+            return (loss, None) if return_outputs else loss
+
+    return PrefixSharingTrainer
 
 
 def _load_or_make_data(spec: WarmStartSpec, data_path: Path, count_tokens) -> list:
@@ -208,7 +286,7 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
 
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
 
     from fathom.rl.metrics import MetricsFileCallback, plot_metrics, truncate_metrics
@@ -229,6 +307,15 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
+    fp = fingerprint(spec, model_dir)
+    cached = cache_dir(fp)
+    if spec.cache and (cached / "final" / ".complete").exists():
+        log.info("reusing the finished warm start %s (same base weights, config and world)", cached)
+        shutil.copytree(cached / "final", final, dirs_exist_ok=True)
+        summary = {**json.loads((cached / "summary.json").read_text()), "final": str(final), "cached_from": str(cached)}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        return summary
+
     tok = AutoTokenizer.from_pretrained(model_dir)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -236,11 +323,11 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
                                lambda s: len(tok(s, add_special_tokens=False).input_ids))
     rows, too_long = [], 0
     for t in trajs:
-        ids, labels = trajectory_features(t, tok)
+        ids, labels, prefix_len = trajectory_features(t, tok)
         if len(ids) > cfg.max_length:
             too_long += 1
             continue
-        rows.append({"input_ids": ids, "labels": labels})
+        rows.append({"input_ids": ids, "labels": labels, "prefix_len": prefix_len})
     if not rows:
         raise ConfigError(f"no expert trajectory fits max_length={cfg.max_length} ({too_long} longer)")
     tokens = sum(len(r["input_ids"]) for r in rows)
@@ -249,7 +336,7 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
 
     torch.manual_seed(cfg.seed)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    trainable = _freeze(model, cfg.freeze_layers)
+    trainable = freeze_bottom(model, cfg.freeze_layers)
     args = TrainingArguments(
         output_dir=str(out), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
         lr_scheduler_type="cosine", warmup_steps=max(1, int(0.05 * len(rows) * cfg.epochs
@@ -257,14 +344,15 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         weight_decay=0.0, max_grad_norm=1.0, logging_steps=1, save_strategy="steps", save_steps=10,
         save_total_limit=1, report_to=[], use_cpu=not torch.cuda.is_available(), seed=cfg.seed,
-        remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0)
+        remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0,
+        group_by_length=cfg.batch_size > 1)  # similar lengths per batch: little padding
     metrics_path = out / "metrics.jsonl"
     checkpoint = get_last_checkpoint(str(out)) if spec.resume else None
     if checkpoint:
         truncate_metrics(metrics_path, json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
     elif metrics_path.exists():
         metrics_path.unlink()
-    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+    trainer = _trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(rows),
                       data_collator=_Collator(tok.pad_token_id), callbacks=[MetricsFileCallback(metrics_path)])
     trainer.train(resume_from_checkpoint=checkpoint)
     final.mkdir(parents=True, exist_ok=True)
@@ -280,6 +368,43 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
                "trainable_parameters": trainable, "steps": trainer.state.global_step,
                "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
                "seconds": round(time.time() - t0, 1), "plots": [str(p) for p in plots],
-               "config": cfg.model_dump(mode="json")}
+               "config": cfg.model_dump(mode="json"), "fingerprint": fp}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    if spec.cache:
+        _store_in_cache(out, cached)
+    return summary
+
+
+def _store_in_cache(out: Path, cached: Path) -> None:
+    """Publish final/ + summary.json under the fingerprint (atomic rename; a concurrent twin is harmless)."""
+    import shutil
+
+    if (cached / "final" / ".complete").exists():
+        return
+    tmp = cached.with_name(cached.name + f".tmp-{time.time_ns()}")
+    shutil.copytree(out / "final", tmp / "final")
+    shutil.copy2(out / "summary.json", tmp / "summary.json")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(cached)
+    except OSError:  # another run published it first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def warmstart_stage(work: Path, *, preset: str, base_model: str, tools_url: str = "",
+                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The pipeline step: preset (`cpu` | `cpu-smoke` | `gpu` = off) + overrides, the base model by role, folder
+    or s3:// URI; returns the summary (its `final` is the policy folder; when disabled, `final` is None and
+    `model_uri` the base model, passed on by reference). Fails loudly when nothing was learned
+    from (no expert trajectory) — never passes an untrained model on as if it were warm-started."""
+    from fathom.rl.stage import _materialise_model
+
+    cfg = load_preset(preset).model_copy(update=overrides or {})
+    if not cfg.enabled:  # RL-Zero: hand the base model on by reference (no multi-GB copy)
+        return {"enabled": False, "final": None, "model_uri": base_model}
+    spec = WarmStartSpec(out_dir=work, model=_materialise_model(base_model, work), config=cfg,
+                         tools_url=tools_url or None)
+    summary = train_warmstart(spec)
+    if cfg.enabled and not summary.get("trajectories"):
+        raise ConfigError(f"warm start in {work} trained on no trajectory")
     return summary

@@ -17,6 +17,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                 adam_beta1=0.9, adam_beta2=0.95, gradient_accumulation_steps=8, per_device_train_batch_size=1,
                 bf16=True, max_length=65536, packing=True, gradient_checkpointing=True, save_steps=100,
                 save_total_limit=3, logging_steps=1),
+    "cpu": dict(max_steps=8, learning_rate=5e-5, lr_scheduler_type="cosine", adam_beta1=0.9, adam_beta2=0.95,
+                gradient_accumulation_steps=1, per_device_train_batch_size=1, use_cpu=True, bf16=False,
+                max_length=1024, packing=True, gradient_checkpointing=False, save_steps=4, save_total_limit=1,
+                logging_steps=1),
     "cpu-smoke": dict(max_steps=2, learning_rate=5e-5, lr_scheduler_type="cosine", adam_beta1=0.9, adam_beta2=0.95,
                       gradient_accumulation_steps=1, per_device_train_batch_size=1, use_cpu=True, bf16=False,
                       max_length=384, packing=True, gradient_checkpointing=True, save_steps=2, save_total_limit=1,
@@ -28,7 +32,7 @@ class SynthSFTSpec(BaseModel):
     """One synthesizer SFT run."""
 
     out_dir: Path = Field(description="Output folder (checkpoints, metrics, plots, final model).")
-    preset: Literal["gpu", "cpu-smoke"] = Field(default="cpu-smoke", description="Training preset.")
+    preset: Literal["gpu", "cpu", "cpu-smoke"] = Field(default="cpu-smoke", description="Training preset.")
     model: str = Field(default="local:smollm2", description="Base model: local:smollm2 or a HF folder.")
     data: Path | None = Field(default=None, description="SFT rows with `messages` (system, user, assistant); "
                                                         "None = a tiny synthetic set.")

@@ -50,6 +50,9 @@ def ensure_offline_index(web, *, show_progress: bool = False) -> Path:
 #: Reader of the embedded stack: no query LLM (an untrained 135M reader writes junk and falls back anyway), the one
 #: best passage per page — what the expert's trajectories, the warm start, RAPO and evaluation all see.
 EMBEDDED_READER: dict[str, Any] = {"query_llm": "none", "fallback_passages": 1}
+#: Tool results the embedded policy sees are cut to this many characters (warm start, `cpu` RAPO and filter
+#: presets, held-out evaluation, `fathom research` with a local policy).
+EMBEDDED_RESULT_CHARS = 600
 
 
 def offline_settings(web, index_dir: Path, site_url: str, *, query_llm: Any = EMBEDDED_READER["query_llm"],

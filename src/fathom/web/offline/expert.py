@@ -38,7 +38,7 @@ EXPERT_MODEL = "expert:offline-web"
 #: Search hits the expert asks for (short tool responses keep CPU training cheap).
 SEARCH_TOP_K = 1
 
-_USER_Q = re.compile(re.escape(f"{fmt.IM_START}user\n") + r"(.*?)" + re.escape(fmt.IM_END), re.S)
+_USER_Q = re.compile(re.escape(f"{fmt.IM_START}user\n") + r"(.*?)" + re.escape(fmt.IM_END), re.DOTALL)
 _HIT = re.compile(r"### \d+\. (?P<title>[^\n]*)\n\*\*URL\*\*: (?P<url>\S+)")
 
 
@@ -55,15 +55,9 @@ def _call(name: str, arguments: dict) -> str:
     return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments}, ensure_ascii=False)}\n</tool_call>"
 
 
-def _model_turns(prompt: str) -> list[str]:
-    """The expert's own earlier turns in the transcript (text after each ``<think>`` prefix)."""
-    parts = prompt.split(fmt.ASSISTANT_PREFIX)
-    return [p.split(fmt.IM_END, 1)[0] for p in parts[1:-1]]
-
-
 def _last_tool_text(prompt: str) -> str:
     """The newest round of tool responses (the user turn before the final generation prefix)."""
-    head = prompt[: -len(fmt.ASSISTANT_PREFIX)] if prompt.endswith(fmt.ASSISTANT_PREFIX) else prompt
+    head = prompt.removesuffix(fmt.ASSISTANT_PREFIX)
     start = head.rfind(f"{fmt.IM_START}user\n")
     return head[start:] if start >= 0 else ""
 
@@ -119,7 +113,7 @@ class ExpertPolicy(LLMClient):
         hops = self.paths.get(m.group(1).strip()) if m else None
         if not hops:
             return " I have no lead for this question.\n</think>\n\nI could not find the answer."
-        k = len(_model_turns(prompt))  # turns already taken: 2 per hop (search, read), then the answer
+        k = len(fmt.model_turn_texts(prompt))  # turns already taken: 2 per hop (search, read), then the answer
         hop_i, phase = divmod(k, 2)
         last = _last_tool_text(prompt)
         if hop_i >= len(hops):
@@ -156,7 +150,7 @@ class ExpertPolicy(LLMClient):
                        repetition_penalty=None) -> Completion:
         m = _USER_Q.search(prompt)
         hops = self.paths.get(m.group(1).strip()) if m else None
-        if hops and len(_model_turns(prompt)) == 2 * len(hops):
+        if hops and len(fmt.model_turn_texts(prompt)) == 2 * len(hops):
             text = self.final_turn(prompt, hops)
         else:
             text = self.next_turn(prompt)
