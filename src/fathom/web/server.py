@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -406,7 +406,7 @@ def create_app(settings: ToolServerSettings | None = None, *, service: ToolServi
     async def execute(req: ExecuteRequest) -> ExecuteResponse:
         return await svc.execute(req)
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={503: {"description": "Starting (not ready yet)."}})
     async def healthz() -> JSONResponse:
         ready = svc.reader is not None
         return JSONResponse({
@@ -417,7 +417,7 @@ def create_app(settings: ToolServerSettings | None = None, *, service: ToolServi
             "cache": str(svc.cache.root) if svc.cache.enabled else None,
         }, status_code=200 if ready else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
