@@ -89,8 +89,8 @@ def extract_boxed(text: str | None) -> str | None:
 _ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
 _ANSWER_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
 # One optional "is" between "answer" and the colon, and no two adjacent unbounded \s* (those backtrack
-# quadratically on long runs of spaces); `.` stops at the end of the line.
-_FINAL = re.compile(r"(?:final answer|answer)[ \t]*(?:is[ \t]*)?[:：][ \t]*(\S.*)", re.IGNORECASE)
+# quadratically on long runs of spaces; the possessive `*+` never backtracks); `.` stops at the end of the line.
+_FINAL = re.compile(r"(?:final answer|answer)[ \t]*+(?:is[ \t]*+)?[:：][ \t]*+(\S.*)", re.IGNORECASE)
 
 
 def _last_match(pattern: re.Pattern, text: str, end: int) -> re.Match | None:
