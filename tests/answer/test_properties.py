@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 
+from fuzz import FRAGMENTS, model_turn  # noqa: E402 - sibling helper (rootdir on sys.path)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,8 +21,6 @@ from fathom.answer import (
 )
 from fathom.evaluate.datasets import DatasetError, parse_jsonl
 from fathom.rl.rewards import check_format
-
-from fuzz import FRAGMENTS, model_turn  # noqa: E402 - sibling helper (rootdir on sys.path)
 
 FAST = settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 SLOW = settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))

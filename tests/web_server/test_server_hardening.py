@@ -8,12 +8,10 @@ import json
 
 import httpx
 import pytest
+from test_server_endpoints import DOCS, ListBackend  # noqa: E402 - sibling test module (rootdir on sys.path)
 
-from fathom.web.schemas import SearchHit
 from fathom.web.server import ToolService, create_app, serve_in_thread
 from fathom.web.settings import ToolServerSettings
-
-from test_server_endpoints import DOCS, ListBackend  # noqa: E402 - sibling test module (rootdir on sys.path)
 
 
 async def _no_dns(host: str, port: int) -> list[str]:
@@ -130,7 +128,6 @@ def test_openapi_contract_with_schemathesis(tmp_path):
     its documented status codes and schemas (4xx bodies included)."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis.errors import Unsatisfiable
-
     from schemathesis import GenerationMode
     from schemathesis.checks import (
         content_type_conformance,

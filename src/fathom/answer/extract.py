@@ -90,7 +90,8 @@ _ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
 _ANSWER_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
 # One optional "is" between "answer" and the colon, and no two adjacent unbounded \s* (those backtrack
 # quadratically on long runs of spaces; the possessive `*+` never backtracks); `.` stops at the end of the line.
-_FINAL = re.compile(r"(?:final answer|answer)[ \t]*+(?:is[ \t]*+)?[:：][ \t]*+(\S.*)", re.IGNORECASE)
+_FINAL = re.compile(r"answer[ \t]*+(?:is[ \t]*+)?[:：][ \t]*+(\S.*)", re.IGNORECASE)  # "Final answer: x" too
+_FINAL_LOWER = re.compile(r"answer[ \t]*+(?:is[ \t]*+)?[:：][ \t]*+(\S.*)")  # on lower-cased ASCII: a fast literal scan
 
 
 def _last_match(pattern: re.Pattern, text: str, end: int) -> re.Match | None:
@@ -108,6 +109,11 @@ def _last_match(pattern: re.Pattern, text: str, end: int) -> re.Match | None:
 
 def extract_answer_tag(text: str) -> str | None:
     """The stripped content of the last ``<answer>…</answer>`` pair (the innermost one), or None."""
+    if text.isascii():  # lower() keeps positions: two C-speed reverse searches
+        low = text.lower()
+        close_at = low.rfind("</answer>")
+        open_at = low.rfind("<answer>", 0, close_at) if close_at != -1 else -1
+        return None if open_at == -1 else text[open_at + len("<answer>"): close_at].strip()
     close = _last_match(_ANSWER_CLOSE, text, len(text))
     if close is None:
         return None
@@ -125,10 +131,19 @@ def extract_answer(text: str | None) -> str:
     boxed = extract_boxed(text)
     if boxed is not None:
         return boxed
+    if "answer" not in text.lower():  # both remaining rules need the word (a C-speed pre-check)
+        body = text.rstrip()
+        return body[body.rfind("\n") + 1:].strip()
     tag = extract_answer_tag(text)
     if tag is not None:
         return tag
-    final = _last_match(_FINAL, text, len(text))
+    final = None
+    if ":" in text or "：" in text:
+        if text.isascii():  # same positions in the lower-cased copy
+            m = _last_match(_FINAL_LOWER, text.lower(), len(text))
+            final = _FINAL.match(text, m.start()) if m is not None else None
+        else:
+            final = _last_match(_FINAL, text, len(text))
     if final is not None:
         return final.group(1).strip()
     body = text.rstrip()

@@ -29,11 +29,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from fathom.errors import ConfigError, FathomError
-from fathom.storage import atomic_write_text
 from fathom.evaluate.agents import AgentOutput, AgentSettings, EvalAgent, agent_spec, make_agent
 from fathom.evaluate.datasets import Dataset, Example, load_dataset
 from fathom.evaluate.graders import Grade, Grader, LLMJudge, choose_grader
 from fathom.evaluate.stats import RunMetrics, compute_metrics
+from fathom.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
 

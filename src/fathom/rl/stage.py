@@ -136,9 +136,9 @@ def train_search(spec: SearchTrainSpec) -> dict[str, Any]:
                    "metrics": str(metrics_path), "last": last,
                    "rapo": {"prune": args.rapo_prune, "scale": args.rapo_scale_advantages, "replay": args.rapo_replay},
                    "reward_mode": args.reward_mode}
-        tmp = out / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, default=str))
-        tmp.replace(out / "summary.json")
+        from fathom.storage import atomic_write_json
+
+        atomic_write_json(out / "summary.json", summary, default=str)
         return summary
     return {}
 

@@ -28,8 +28,8 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import ValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import ValidationError
 
 from fathom.errors import ToolError
 from fathom.serving import serve_in_thread as serve_app_in_thread
