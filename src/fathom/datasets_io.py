@@ -27,6 +27,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from fathom.storage import atomic_path, atomic_write_text, replace_dir
+
 log = logging.getLogger(__name__)
 
 
@@ -95,17 +97,13 @@ class AppendLog:
 
 def write_jsonl(rows: Iterable[dict[str, Any]], path: Path) -> int:
     """Write rows atomically (temp file + rename). Returns the row count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
             n += 1
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
     return n
 
 
@@ -114,12 +112,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _replace_dir(tmp: Path, target: Path) -> None:
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, target)
 
 
 def build_dataset(rows: list[dict[str, Any]], features):
@@ -155,20 +148,15 @@ def _save_dataset(rows, features, out_dir: Path, *, name: str, split: str) -> di
     _replace_dir(hf_tmp, out_dir / "hf")
     pq = out_dir / "data" / f"{split}-00000-of-00001.parquet"
     pq.parent.mkdir(parents=True, exist_ok=True)
-    pq_tmp = pq.with_name(pq.name + ".tmp")
-    ds.to_parquet(str(pq_tmp))
-    os.replace(pq_tmp, pq)
+    with atomic_path(pq) as pq_tmp:
+        ds.to_parquet(str(pq_tmp))
     jsonl = out_dir / f"{name}.jsonl"
     write_jsonl(rows, jsonl)
     return {"hf": out_dir / "hf", "parquet": pq, "jsonl": jsonl, "rows": len(rows)}
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def funnel_table(funnel: list[tuple[str, int]]) -> str:

@@ -70,11 +70,12 @@ def compile_pipeline(name: str, out_dir: Path, *, verify: bool = True) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.yaml"
-    tmp = out_dir / f".{name}.tmp.yaml"
-    compiler.Compiler().compile(mod.PIPELINE, str(tmp))
-    if verify:
-        load_component_from_file(str(tmp))
-    os.replace(tmp, path)
+    from fathom.storage import atomic_path
+
+    with atomic_path(path, suffix=".tmp.yaml") as tmp:
+        compiler.Compiler().compile(mod.PIPELINE, str(tmp))
+        if verify:
+            load_component_from_file(str(tmp))
     return path
 
 

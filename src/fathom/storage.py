@@ -4,15 +4,20 @@ S3 access goes through the `minio` client (works with MinIO, SeaweedFS, Ceph RGW
 TLS and region come from :class:`StorageSettings` (environment variables ``FATHOM_S3_*``); keys are never logged.
 
 Atomicity
-    *Objects*: we rely on S3's own atomicity. A single PUT becomes visible only when it completes, and a multipart
-    upload only when ``CompleteMultipartUpload`` succeeds; on any failure the minio client aborts the multipart
-    upload (`Minio.put_object`), so a failed upload never leaves a partial object under the target key.
-    *Folders*: every file is uploaded as above, then a manifest object ``<prefix>/_FATHOM_MANIFEST.json`` (file list,
-    sizes, sha256) is written **last**. A folder "exists" only when its manifest exists, and a download of a folder
-    with a manifest fetches exactly the listed files and checks their sizes. Re-uploading a folder replaces the
-    manifest last and then removes objects the new manifest no longer lists.
-    *Local targets*: written to a temporary sibling then renamed (`os.replace`), folders likewise.
-    *Downloads*: written to a temporary sibling then renamed.
+    *Objects*: a single PUT becomes visible only when it completes, and a multipart upload only when
+    ``CompleteMultipartUpload`` succeeds; on a failure the client aborts the multipart upload, and orphans of a killed
+    upload are aborted when their folder is next published.
+    *Folders* are published, never overwritten in place: the files go under a fresh version prefix
+    ``<prefix>/_v/<version>/``, then the manifest ``<prefix>/_FATHOM_MANIFEST.json`` (version prefix, file list,
+    sizes, sha256) is written **last** — that single PUT is the publication. A folder "exists" only when its manifest
+    does, and a download reads only through a complete manifest: it fetches exactly the listed files, checks each
+    size and sha256, and refuses a folder without a manifest (a half upload). After publishing, version prefixes
+    other than the new one and the one it replaced are deleted, so a reader still on the previous version finishes.
+    *Paths*: every path from a manifest or an object listing is confined to the download target (resolved, then
+    refused with :class:`UnsafePathError` if it leaves the target: absolute paths, ``..``, links).
+    *Local writes*: :func:`atomic_write_bytes` / :func:`atomic_write_text` / :func:`atomic_write_json` /
+    :func:`atomic_path` are the project's one atomic-write helper (a unique temporary sibling, fsync, ``os.replace``;
+    the temporary is removed on failure). Downloads use it too, so a failed download leaves no ``.part`` behind.
 
 Retries
     Transient failures (connection errors, timeouts, HTTP 5xx, SlowDown/RequestTimeout/InternalError) are retried
@@ -21,6 +26,7 @@ Retries
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -29,10 +35,11 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +49,7 @@ from fathom.errors import ConfigError, FathomError
 log = logging.getLogger(__name__)
 
 MANIFEST = "_FATHOM_MANIFEST.json"
+VERSIONS = "_v"  # folder versions live under <prefix>/_v/<version>/
 T = TypeVar("T")
 
 RETRYABLE_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "OperationAborted",
@@ -54,6 +62,94 @@ class StorageError(FathomError):
     def __init__(self, message: str, *, retryable: bool = False):
         super().__init__(message)
         self.retryable = retryable
+
+
+class UnsafePathError(StorageError):
+    """A path from a manifest or an object listing that would land outside the download target."""
+
+
+class IntegrityError(StorageError):
+    """A downloaded file whose size or sha256 differs from its manifest entry."""
+
+
+# --------------------------------------------------------------------------------------------------- local writes
+def _tmp_sibling(path: Path, suffix: str = ".tmp") -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write (a file or a folder); on success it replaces ``path``
+    (a folder is swapped in with two renames), on failure it is removed. The parent folder is created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path, suffix)
+    try:
+        yield tmp
+        if tmp.is_dir() and not tmp.is_symlink():
+            replace_dir(tmp, path)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def replace_dir(src: Path, dest: Path) -> None:
+    """Move the finished folder ``src`` to ``dest``, replacing what is there (old one renamed aside, then removed)."""
+    src, dest = Path(src), Path(dest)
+    if dest.exists() or dest.is_symlink():
+        old = _tmp_sibling(dest, ".old")
+        os.rename(dest, old)
+        try:
+            os.rename(src, dest)
+        except BaseException:
+            os.rename(old, dest)
+            raise
+        _remove(old)
+    else:
+        os.rename(src, dest)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically: readers see the old file or the new one, never a part."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+
+
+def atomic_write_text(path: str | Path, text: str, *, fsync: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2, fsync: bool = True, **kw: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent, **kw), fsync=fsync)
+
+
+def confined_path(root: str | Path, rel: str) -> Path:
+    """``root / rel`` resolved, or :class:`UnsafePathError` when it is not strictly inside ``root`` (absolute
+    paths, ``..`` components, drive letters, NUL bytes, links pointing out)."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
+        raise UnsafePathError(f"unsafe path {rel!r}: empty or not a string")
+    if rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":") or any(
+            part == ".." for part in rel.replace("\\", "/").split("/")):
+        raise UnsafePathError(f"unsafe path {rel!r}: absolute or leaves its folder")
+    base = Path(root).resolve()
+    dest = (base / rel).resolve()
+    if dest == base or not dest.is_relative_to(base):
+        raise UnsafePathError(f"unsafe path {rel!r}: resolves to {dest}, outside {base}")
+    return dest
 
 
 class StorageSettings(BaseSettings):
@@ -237,7 +333,8 @@ def exists(uri: str | Path, *, settings: StorageSettings | None = None) -> bool:
 
 
 def upload(local: str | Path, uri: str | Path, *, settings: StorageSettings | None = None) -> str:
-    """Copy a local file or folder to `uri` (s3:// or a local path). Returns the URI written."""
+    """Copy a local file or folder to `uri` (s3:// or a local path). Returns the URI written. A folder is
+    published atomically under a fresh version prefix, its manifest written last (module doc)."""
     local = _local(local)
     if not local.exists():
         raise StorageError(f"upload: {local} does not exist")
@@ -252,25 +349,82 @@ def upload(local: str | Path, uri: str | Path, *, settings: StorageSettings | No
             raise StorageError(f"upload of a file needs a key: {uri}")
         _put_file(client, bucket, key, local, settings)
         return str(uri)
-    files = sorted(p for p in local.rglob("*") if p.is_file())
-    manifest = {"version": 1, "created_at": time.time(), "files": []}
-    for p in files:
+    man_key = _join(key, MANIFEST)
+    previous = _read_manifest(client, bucket, man_key, settings, missing_ok=True)
+    version = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}"
+    vprefix = f"{VERSIONS}/{version}"
+    manifest: dict[str, Any] = {"version": 2, "prefix": vprefix, "created_at": time.time(), "files": []}
+    for p in sorted(p for p in local.rglob("*") if p.is_file()):
         rel = p.relative_to(local).as_posix()
-        if rel == MANIFEST:
-            continue
-        _put_file(client, bucket, _join(key, rel), p, settings)
-        manifest["files"].append({"path": rel, "size": p.stat().st_size, "sha256": _sha256(p)})
+        digest, size = _sha256(p), p.stat().st_size
+        _put_file(client, bucket, _join(key, f"{vprefix}/{rel}"), p, settings)
+        manifest["files"].append({"path": rel, "size": size, "sha256": digest})
     body = json.dumps(manifest, indent=1).encode()
-    _put_bytes(client, bucket, _join(key, MANIFEST), body, settings)  # last: marks the folder complete
-    listed = {_join(key, f["path"]) for f in manifest["files"]} | {_join(key, MANIFEST)}
-    for stale in _list_keys(client, bucket, f"{key}/" if key else "", settings):
-        if stale not in listed:
-            _retry(f"remove s3://{bucket}/{stale}", lambda s=stale: client.remove_object(bucket, s), settings)
+    _put_bytes(client, bucket, man_key, body, settings)  # last: this PUT publishes the folder
+    keep = {vprefix}
+    if previous is not None and previous.get("prefix"):
+        keep.add(previous["prefix"])  # a reader still downloading the previous version can finish
+    _collect_garbage(client, bucket, key, keep, settings)
     return str(uri)
 
 
-def download(uri: str | Path, local: str | Path, *, settings: StorageSettings | None = None) -> Path:
-    """Copy a file or folder from `uri` to `local` (atomically). Returns `local`."""
+def _collect_garbage(client, bucket: str, key: str, keep: set[str], settings: StorageSettings) -> None:
+    """Best effort: delete objects under ``key`` that no kept version owns (older versions, files of an
+    unversioned layout) and abort incomplete multipart uploads left under them by killed uploads."""
+    base = f"{key}/" if key else ""
+    keep_prefixes = tuple(f"{base}{k}/" for k in keep)
+    try:
+        for obj in _list_keys(client, bucket, base, settings):
+            if obj == _join(key, MANIFEST) or obj.startswith(keep_prefixes):
+                continue
+            _retry(f"remove s3://{bucket}/{obj}", lambda o=obj: client.remove_object(bucket, o), settings)
+        _abort_incomplete(client, bucket, base, keep_prefixes, settings)
+    except StorageError as exc:
+        log.warning("cleaning old versions under s3://%s/%s failed (harmless): %s", bucket, key, exc)
+
+
+def _abort_incomplete(client, bucket: str, prefix: str, keep_prefixes: tuple[str, ...],
+                      settings: StorageSettings) -> int:
+    """Abort incomplete multipart uploads under ``prefix`` outside ``keep_prefixes``. Returns how many."""
+    def run() -> int:
+        n = 0
+        result = client._list_multipart_uploads(bucket, prefix=prefix or None)
+        for up in result.uploads:
+            name = up.object_name
+            if keep_prefixes and name.startswith(keep_prefixes):
+                continue
+            client._abort_multipart_upload(bucket, name, up.upload_id)
+            n += 1
+        return n
+
+    return _retry(f"abort incomplete uploads s3://{bucket}/{prefix}", run, settings)
+
+
+def _read_manifest(client, bucket: str, man_key: str, settings: StorageSettings, *,
+                   missing_ok: bool = False) -> dict | None:
+    if not _object_exists(client, bucket, man_key, settings):
+        if missing_ok:
+            return None
+        raise StorageError(f"s3://{bucket}/{man_key} does not exist")
+    raw = _get_bytes(client, bucket, man_key, settings)
+    try:
+        manifest = json.loads(raw)
+        files = manifest["files"]
+        if not isinstance(files, list) or not all(isinstance(f, dict) and isinstance(f.get("path"), str)
+                                                  for f in files):
+            raise TypeError("files must be a list of {path, size, sha256}")
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise StorageError(f"s3://{bucket}/{man_key}: malformed manifest ({exc})") from None
+    return manifest
+
+
+def download(uri: str | Path, local: str | Path, *, settings: StorageSettings | None = None,
+             require_manifest: bool = True) -> Path:
+    """Copy a file or folder from `uri` to `local` (atomically). Returns `local`.
+
+    A folder is read only through its complete manifest (every file's size and sha256 checked); every path is
+    confined to `local`. ``require_manifest=False`` also accepts a folder written by another tool (all objects
+    under the prefix, paths still confined)."""
     local = _local(local)
     if not is_s3(uri):
         src = _local(uri)
@@ -281,32 +435,32 @@ def download(uri: str | Path, local: str | Path, *, settings: StorageSettings | 
     client, settings = _client(settings)
     bucket, key = split_s3(str(uri))
     if key and _object_exists(client, bucket, key, settings):
-        local.parent.mkdir(parents=True, exist_ok=True)
         _get_file(client, bucket, key, local, settings)
         return local
     man_key = _join(key, MANIFEST)
-    if _object_exists(client, bucket, man_key, settings):
-        manifest = json.loads(_get_bytes(client, bucket, man_key, settings))
-        entries = [(f["path"], f.get("size")) for f in manifest["files"]]
+    manifest = _read_manifest(client, bucket, man_key, settings, missing_ok=True)
+    entries: list[tuple[str, str, int | None, str | None]] = []  # (relative path, object key, size, sha256)
+    if manifest is not None:
+        vprefix = str(manifest.get("prefix") or "")
+        for f in manifest["files"]:
+            obj = _join(key, f"{vprefix}/{f['path']}" if vprefix else f["path"])
+            entries.append((f["path"], obj, f.get("size"), f.get("sha256")))
     else:
         prefix = f"{key}/" if key else ""
         keys = _list_keys(client, bucket, prefix, settings)
         if not keys:
             raise StorageError(f"download: {uri} does not exist")
-        log.warning("%s has no manifest (not written by fathom.storage?): downloading every object", uri)
-        entries = [(k[len(prefix):], None) for k in keys]
-    tmp = local.with_name(local.name + ".part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for rel, size in entries:
-        dest = tmp / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _get_file(client, bucket, _join(key, rel), dest, settings)
-        if size is not None and dest.stat().st_size != size:
-            raise StorageError(f"download {uri}/{rel}: size {dest.stat().st_size} != manifest {size}")
-    if local.exists():
-        shutil.rmtree(local) if local.is_dir() else local.unlink()
+        if require_manifest:
+            raise StorageError(f"download: {uri} has no {MANIFEST}: an incomplete upload, or not written by "
+                               "fathom.storage (pass require_manifest=False to read it anyway)")
+        log.warning("%s has no manifest: downloading every object under it", uri)
+        entries = [(k[len(prefix):], k, None, None) for k in keys]
     local.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(local)
+    with atomic_path(local, suffix=".part") as tmp:
+        tmp.mkdir()
+        for rel, obj, size, digest in entries:
+            dest = confined_path(tmp, rel)  # before anything is written
+            _get_file(client, bucket, obj, dest, settings, size=size, sha256=digest)
     return local
 
 
@@ -320,11 +474,7 @@ def read_bytes(uri: str | Path, *, settings: StorageSettings | None = None) -> b
 
 def write_bytes(uri: str | Path, data: bytes, *, settings: StorageSettings | None = None) -> None:
     if not is_s3(uri):
-        path = _local(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write_bytes(_local(uri), data)
         return
     client, settings = _client(settings)
     bucket, key = split_s3(str(uri))
@@ -366,10 +516,31 @@ def _put_bytes(client, bucket: str, key: str, data: bytes, settings: StorageSett
            lambda: client.put_object(bucket, key, io.BytesIO(data), len(data)), settings)
 
 
-def _get_file(client, bucket: str, key: str, dest: Path, settings: StorageSettings) -> None:
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    _retry(f"get s3://{bucket}/{key}", lambda: client.fget_object(bucket, key, str(dest), tmp_file_path=str(tmp)),
-           settings)
+def _get_file(client, bucket: str, key: str, dest: Path, settings: StorageSettings, *,
+              size: int | None = None, sha256: str | None = None) -> None:
+    """Stream one object to ``dest`` atomically, checking ``size`` and ``sha256`` when given; a failed or
+    mismatching download leaves nothing behind."""
+    def get() -> None:
+        with atomic_path(dest, suffix=".part") as tmp:
+            h = hashlib.sha256()
+            n = 0
+            resp = client.get_object(bucket, key)
+            try:
+                with open(tmp, "wb") as fh:
+                    for chunk in resp.stream(1 << 20):
+                        fh.write(chunk)
+                        h.update(chunk)
+                        n += len(chunk)
+            finally:
+                resp.close()
+                resp.release_conn()
+            if size is not None and n != size:
+                raise IntegrityError(f"download s3://{bucket}/{key}: {n} bytes, the manifest says {size}")
+            if sha256 is not None and h.hexdigest() != sha256:
+                raise IntegrityError(f"download s3://{bucket}/{key}: sha256 {h.hexdigest()[:16]}… differs from the "
+                                     f"manifest's {sha256[:16]}…")
+
+    _retry(f"get s3://{bucket}/{key}", get, settings)
 
 
 def _get_bytes(client, bucket: str, key: str, settings: StorageSettings) -> bytes:
@@ -387,19 +558,8 @@ def _get_bytes(client, bucket: str, key: str, settings: StorageSettings) -> byte
 def _copy_local(src: Path, dest: Path) -> None:
     if src.resolve() == dest.resolve():
         return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    if src.is_dir():
-        shutil.copytree(src, tmp)
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
-            dest.rename(old)
-            tmp.rename(dest)
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+    with atomic_path(dest) as tmp:
+        if src.is_dir():
+            shutil.copytree(src, tmp)
         else:
-            tmp.rename(dest)
-    else:
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dest)
+            shutil.copy2(src, tmp)

@@ -67,11 +67,12 @@ async def test_transcript_equals_reference_assembly():
 
 def test_schema_repr_single_quotes_in_json_fence():
     system = render_system(preset_schemas("fathom"))
-    assert "\\n```json\\n[{'name': 'search_urls', 'description': 'Google search and return links to web-pages " \
+    assert ": \n```json\n[{'name': 'search_urls', 'description': 'Google search and return links to web-pages " \
            "with a brief snippet given a text query', 'parameters': {'type': 'object', 'properties': {'query': " \
            "{'type': 'string'}, 'top_k': {'type': 'integer', 'default': 10}}, 'required': ['query']}}, " \
            "{'name': 'query_url'" in system
     assert system.count("```") == 2
+    assert "\\n```" not in system and "```\n" in system  # real newlines, as the reference's string evaluates
     legacy = str(preset_schemas("legacy"))
     assert legacy.startswith("[{'name': 'web_search', 'description': 'Google search and return links")
     assert "'web_visit', 'description': 'Visit webpage and return its content'" in legacy
@@ -92,11 +93,12 @@ def test_format_tool_response_turn_bytes():
                    "<|im_end|>\n<|im_start|>assistant\n<think>")
 
 
-def test_user_template_file_with_released_style_escapes(tmp_path):
-    """A user-supplied prose file (the released prompt, say) is used byte-exact with str.format semantics."""
+def test_user_template_file_with_released_style_prose(tmp_path):
+    """A user-supplied prose file (the released prompt as Python evaluates it: indented, real newlines around the
+    fence) is used byte-exact with str.format semantics."""
     f = tmp_path / "released.txt"
-    f.write_text("\n    Prose.\n    Functions: \\n```json\\n{func_schemas}\\n```\n    Box it: \\boxed{{}}.\n    ",
+    f.write_text("\n    Prose.\n    Functions: \n```json\n{func_schemas}\n```\n    Box it: \\boxed{{}}.\n    ",
                  encoding="utf-8")
     p = build_prompt("Q", preset_schemas("legacy"), str(f))
-    assert p.startswith("<|im_start|>system\n\n    Prose.\n    Functions: \\n```json\\n[{'name': 'web_search'")
+    assert p.startswith("<|im_start|>system\n\n    Prose.\n    Functions: \n```json\n[{'name': 'web_search'")
     assert "Box it: \\boxed{}.\n    <|im_end|>\n<|im_start|>user\nQ<|im_end|>" in p

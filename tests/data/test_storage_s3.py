@@ -138,3 +138,171 @@ def test_storage_local_paths_atomic(tmp_path):
     storage.write_text(str(tmp_path / "t" / "a.txt"), "z")
     assert storage.read_text(str(tmp_path / "t" / "a.txt")) == "z"
     assert not list(tmp_path.glob("**/*.tmp"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hardening: confinement, atomic publication, integrity (issue 9)
+
+def _put_raw(bucket: str, key: str, data: bytes) -> None:
+    from fathom.storage import _client, _ensure_bucket, _put_bytes
+
+    client, settings = _client(None)
+    _ensure_bucket(client, bucket, settings)
+    _put_bytes(client, bucket, key, data, settings)
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if ".part" in p.name or ".tmp" in p.name or ".old" in p.name)
+
+
+@pytest.mark.parametrize("evil", ["/tmp/fathom-evil-{u}.txt", "../outside-{u}.txt", "a/../../outside-{u}.txt",
+                                  "..", "", "C:/x-{u}"])
+def test_storage_download_refuses_paths_outside_the_target(s3, tmp_path, evil):
+    import uuid
+
+    from fathom.storage import UnsafePathError
+
+    rel = evil.format(u=uuid.uuid4().hex[:8])
+    _put_raw("bkt-evil", "ds/_v/1/x", b"pwned")
+    manifest = {"version": 2, "prefix": "_v/1", "files": [{"path": rel, "size": 5}]}
+    _put_raw("bkt-evil", f"ds/{MANIFEST}", json.dumps(manifest).encode())
+    target = tmp_path / "dl" / "ds"
+    with pytest.raises(UnsafePathError):
+        storage.download("s3://bkt-evil/ds", target)
+    assert not target.exists() and _leftovers(tmp_path / "dl") == []
+    assert not (tmp_path / "dl" / "outside.txt").exists()
+    if rel.startswith("/"):
+        from pathlib import Path
+
+        assert not Path(rel).exists()
+
+
+def test_storage_unmanifested_listing_is_confined_and_opt_in(s3, tmp_path):
+    _put_raw("bkt-nomani", "ds/a.txt", b"A")
+    with pytest.raises(StorageError, match="no _FATHOM_MANIFEST"):  # a half upload never looks complete
+        storage.download("s3://bkt-nomani/ds", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    got = storage.download("s3://bkt-nomani/ds", tmp_path / "y", require_manifest=False)
+    assert (got / "a.txt").read_bytes() == b"A"
+    assert not storage.exists("s3://bkt-nomani/ds")
+
+
+def test_storage_sha256_verified_and_no_part_leftovers(s3, tmp_path):
+    from fathom.storage import IntegrityError
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "w.bin").write_bytes(b"weights")
+    storage.upload(src, "s3://bkt-sha/m")
+    man = json.loads(storage.read_text(f"s3://bkt-sha/m/{MANIFEST}"))
+    assert man["version"] == 2 and man["prefix"].startswith("_v/")
+    _put_raw("bkt-sha", f"m/{man['prefix']}/w.bin", b"WEIGHTS")  # same size, different bytes
+    dl = tmp_path / "dl"
+    dl.mkdir()
+    with pytest.raises(IntegrityError, match="sha256"):
+        storage.download("s3://bkt-sha/m", dl / "m")
+    assert list(dl.iterdir()) == []  # no m, no m.part, no temporary file
+
+
+def test_storage_interrupted_reupload_keeps_the_published_version(s3, tmp_path, monkeypatch):
+    from minio import Minio
+
+    src = tmp_path / "ckpt"
+    src.mkdir()
+    for i in range(4):
+        (src / f"shard{i}.bin").write_bytes(bytes([i]) * 100)
+    storage.upload(src, "s3://bkt-reup/ckpt")
+    for i in range(4):
+        (src / f"shard{i}.bin").write_bytes(bytes([9]) * 120)
+    real = Minio.fput_object
+    calls = {"n": 0}
+
+    def dies_midway(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ValueError("killed in the middle of the re-upload")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Minio, "fput_object", dies_midway)
+    with pytest.raises(StorageError):
+        storage.upload(src, "s3://bkt-reup/ckpt")
+    monkeypatch.setattr(Minio, "fput_object", real)
+    got = storage.download("s3://bkt-reup/ckpt", tmp_path / "dl")
+    assert {p.name: p.read_bytes() for p in got.iterdir()} == {f"shard{i}.bin": bytes([i]) * 100 for i in range(4)}
+    storage.upload(src, "s3://bkt-reup/ckpt")  # a complete re-upload publishes the new version
+    got = storage.download("s3://bkt-reup/ckpt", tmp_path / "dl2")
+    assert all(p.read_bytes() == bytes([9]) * 120 for p in got.iterdir())
+    # old versions beyond the previous one are collected
+    storage.upload(src, "s3://bkt-reup/ckpt")
+    from fathom.storage import _client, _list_keys
+
+    client, settings = _client(None)
+    versions = {k.split("/")[2] for k in _list_keys(client, "bkt-reup", "ckpt/_v/", settings)}
+    assert len(versions) == 2
+
+
+def test_storage_failed_multipart_leaves_no_incomplete_upload(s3, tmp_path, monkeypatch):
+    from minio import Minio
+
+    from fathom.storage import _client
+
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "f.bin").write_bytes(b"x" * (11 * 1024 * 1024))
+    real_put = Minio._upload_part
+    calls = {"n": 0}
+
+    def flaky(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] >= 2:
+            raise ValueError("disk read error")
+        return real_put(self, *a, **kw)
+
+    monkeypatch.setattr(Minio, "_upload_part", flaky)
+    monkeypatch.setenv("FATHOM_S3_PART_SIZE", str(5 * 1024 * 1024))
+    with pytest.raises(StorageError):
+        storage.upload(src, "s3://bkt-mp/ds")
+    monkeypatch.setattr(Minio, "_upload_part", real_put)
+    client, _ = _client(None)
+    assert list(client._list_multipart_uploads("bkt-mp", prefix="ds/").uploads) == []
+    assert not storage.exists("s3://bkt-mp/ds")
+
+
+def test_storage_orphaned_multipart_upload_is_aborted_on_next_publish(s3, tmp_path):
+    from fathom.storage import _client
+
+    client, _ = _client(None)
+    _put_raw("bkt-orphan", "warm", b"")
+    client._create_multipart_upload("bkt-orphan", "ds/_v/old-killed/f.bin", {})  # a killed upload's leftover
+    src = tmp_path / "ds"
+    src.mkdir()
+    (src / "a.txt").write_text("A")
+    storage.upload(src, "s3://bkt-orphan/ds")
+    assert list(client._list_multipart_uploads("bkt-orphan", prefix="ds/").uploads) == []
+
+
+def test_atomic_write_helpers_leave_nothing_on_failure(tmp_path):
+    from fathom.storage import atomic_path, atomic_write_json, atomic_write_text
+
+    atomic_write_text(tmp_path / "a.txt", "one")
+    atomic_write_json(tmp_path / "b.json", {"k": 1})
+    assert (tmp_path / "a.txt").read_text() == "one" and json.loads((tmp_path / "b.json").read_text()) == {"k": 1}
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "a.txt") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "dir") as tmp:
+            tmp.mkdir()
+            (tmp / "x").write_text("x")
+            raise RuntimeError("crash")
+    assert (tmp_path / "a.txt").read_text() == "one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.json"]
+    with atomic_path(tmp_path / "dir") as tmp:  # folders are swapped in whole
+        tmp.mkdir()
+        (tmp / "x").write_text("v1")
+    with atomic_path(tmp_path / "dir") as tmp:
+        tmp.mkdir()
+        (tmp / "y").write_text("v2")
+    assert [p.name for p in (tmp_path / "dir").iterdir()] == ["y"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.json", "dir"]

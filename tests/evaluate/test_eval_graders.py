@@ -59,7 +59,9 @@ def test_normalised_em_and_f1_worked_examples():
     assert normalize_text("The  Eiffel Tower!") == "eiffel tower"
     assert normalize_text("Café Müller") == "cafe muller"
     assert grade_em("the eiffel tower.", "Eiffel Tower").correct
-    assert grade_em("Paris", "London|Paris").correct  # alternatives
+    assert grade_em("Paris", ["London", "Paris"]).correct  # aliases are a list...
+    assert not grade_em("Paris", "London|Paris").correct  # ...a string is one answer ("|" is part of real answers)
+    assert grade_em("London|Paris", "London|Paris").correct
     g = grade_em("Jane Ballou", "Jane Ballou Smith")
     assert g.label == "incorrect" and g.f1 == pytest.approx(0.8)  # P=1, R=2/3
     assert token_f1("w x y z", "y z u v") == pytest.approx(0.5)
@@ -109,7 +111,7 @@ def test_parse_judge_keeps_rationale():
 async def test_llm_judge_over_loopback(llm_stub):
     def reply(user: str) -> str:
         pred = user.split("Predicted answer: ")[1].split("\n")[0]
-        if pred == "Michio Sugeno":
+        if pred == "Sugeno, Michio":
             return "Same person as the gold target.\nGRADE: CORRECT"
         if pred == "pass":
             return "The model did not answer.\nGRADE: NOT_ATTEMPTED"
@@ -121,8 +123,10 @@ async def test_llm_judge_over_loopback(llm_stub):
     client = make_client(llm_stub.role)
     judge = LLMJudge(client, concurrency=4)
     q, gold = "Who received the IEEE Frank Rosenblatt Award in 2010?", "Michio Sugeno"
-    g = await judge.grade(q, gold, "Michio Sugeno")
-    assert g.label == "correct" and g.rationale == "Same person as the gold target." and g.grader == "judge"
+    g = await judge.grade(q, gold, "Michio Sugeno")  # the deterministic rule accepts it: no judge call
+    assert g.label == "correct" and g.method == "exact" and g.grader == "judge" and not llm_stub.requests
+    g = await judge.grade(q, gold, "Sugeno, Michio")
+    assert g.label == "correct" and g.rationale == "Same person as the gold target." and g.method == "llm"
     assert (await judge.grade(q, gold, "Geoffrey Hinton")).label == "incorrect"
     assert (await judge.grade(q, gold, "pass")).label == "not_attempted"
     bad = await judge.grade(q, gold, "garbage")

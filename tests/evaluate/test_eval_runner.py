@@ -120,7 +120,9 @@ def test_judge_grading_through_loopback(tmp_path, instant_agent, llm_stub):
     llm_stub.reply = lambda u: ("Matches.\nGRADE: CORRECT" if "Predicted answer: answer 0" in u
                                 else "Wrong.\nGRADE: INCORRECT")
     bench = _bench(tmp_path, n=3, boom=())
-    res = run_eval(_cfg(tmp_path, bench, judge=llm_stub.role), agent=instant_agent({"question 0": "answer 0"}))
+    # "answer 0, per the record" is not the gold "answer 0" by the deterministic rule: the judge decides
+    res = run_eval(_cfg(tmp_path, bench, judge=llm_stub.role),
+                   agent=instant_agent({"question 0": "answer 0, per the record"}))
     rows = {r["id"]: r for r in read_results(tmp_path / "run" / "results.jsonl")}
     assert rows["m-0"]["label"] == "correct" and rows["m-0"]["rationale"] == "Matches." and rows["m-0"]["grader"] == "judge"
     assert rows["m-1"]["label"] == "incorrect"

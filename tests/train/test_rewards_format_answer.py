@@ -61,8 +61,8 @@ class _Client:
     def __init__(self, text=None, exc=None):
         self.text, self.exc, self.prompts = text, exc, []
 
-    async def complete(self, prompt, **kw):
-        self.prompts.append(prompt)
+    async def chat(self, messages, **kw):
+        self.prompts.append(messages[-1]["content"])
         if self.exc:
             raise self.exc
         from fathom.llm.base import Completion

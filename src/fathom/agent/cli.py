@@ -8,7 +8,6 @@ server instead; ``--policy`` / ``--synthesizer`` take any role (``local:...`` or
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,10 +95,9 @@ def _tool_server(tools_url: str | None, *, seed: int, n_pages: int, query_llm: s
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from fathom.storage import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 async def _research(question: str, tools_url: str, *, policy_role: str, preset: str, config, deepresearch: bool,

@@ -16,8 +16,10 @@ Transcript layout (``\\n`` is a newline)::
 
 * The system prose is a Python ``str.format`` template with one field, ``{func_schemas}`` (literal braces doubled,
   as in the reference's string). The field is filled with ``str(schemas)``: the *Python repr* of the list of schema
-  dicts (single quotes), inside a fence that the reference writes with literal backslash-n characters
-  (`` \\n```json\\n{func_schemas}\\n``` `` — two characters ``\\`` ``n``, not newlines). Our template keeps that fence.
+  dicts (single quotes), inside a ```` ```json ```` fence on lines of its own. The reference writes that fence as
+  ``\\n```json\\n{func_schemas}\\n``` `` inside an ordinary (non-raw) Python string literal, so the ``\\n`` escapes
+  are real newlines in the prompt the released model was trained on — our template has real newlines there too.
+  (A user file holding the released prose must hold the evaluated string, i.e. real newlines.)
 * One round of tool results is ONE user turn with one ``<tool_response>`` block per call; each block echoes the raw
   call text (the stripped inside of the ``<tool_call>`` tags) and the result behind ``"result: \\n"``.
 * The final answer is ``\\boxed{...}`` in a turn without tool calls.
@@ -39,7 +41,7 @@ STOP_STRINGS = ["<|im_end|>", "<|endoftext|>"]
 
 #: Version of our prompt prose (templates/fathom_system.txt and the two instruction files). Bump on any edit;
 #: the golden-bytes test fails until the golden transcript is regenerated on purpose.
-TEMPLATE_VERSION = "fathom-system-v1"
+TEMPLATE_VERSION = "fathom-system-v2"  # v2: real newlines around the schema fence
 
 # ---------------------------------------------------------------------------------------------------------------
 # Tool schemas: the exact dicts (key order matters, the repr goes into the prompt) of the reference's eval presets.

@@ -4,8 +4,14 @@ Tool calls are ``<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`
 malformed block becomes a :class:`ParseError` (never an exception, never silently dropped); the agent loop turns it
 into an error observation in that block's ``<tool_response>`` so the model can correct itself.
 
-Error codes: ``unclosed_tag``, ``too_large``, ``bad_json``, ``bad_call`` (not an object with a string ``name`` and
-an object ``arguments``), ``unknown_tool``, ``missing_argument``, ``unexpected_argument``, ``bad_argument_type``.
+Error codes: ``unclosed_tag``, ``too_large``, ``bad_json`` (including JSON nested too deeply and integers too long
+to convert), ``bad_call`` (not an object with a string ``name`` and an object ``arguments``), ``unknown_tool``,
+``missing_argument``, ``unexpected_argument``, ``bad_argument_type``.
+
+Nothing in here raises on model text: every exception a block can provoke (``RecursionError`` from deep JSON,
+``ValueError`` from integers over 4,300 digits, anything else) becomes a :class:`ParseError` of that block, and
+splitting a turn into blocks is linear in its length. The final answer (``extract_boxed``) lives in
+:mod:`fathom.answer`, shared with the rewards and the graders.
 """
 
 from __future__ import annotations
@@ -13,6 +19,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from fathom.answer import extract_boxed
+
+__all__ = ["CLOSE_TAG", "MAX_CALL_CHARS", "OPEN_TAG", "ParseError", "ParsedCall", "extract_boxed",
+           "parse_tool_calls", "split_tool_calls", "validate_call"]
 
 OPEN_TAG = "<tool_call>"
 CLOSE_TAG = "</tool_call>"
@@ -55,9 +66,11 @@ def split_tool_calls(text: str) -> list[tuple[str, bool]]:
     closed before the next opening tag (or the end of text) yields ``(rest, False)``."""
     out: list[tuple[str, bool]] = []
     pos = text.find(OPEN_TAG)
+    close = -2  # the first closing tag at or after `start` (cached: closing tags are searched for once each)
     while pos != -1:
         start = pos + len(OPEN_TAG)
-        close = text.find(CLOSE_TAG, start)
+        if close != -1 and close < start:
+            close = text.find(CLOSE_TAG, start)
         nxt = text.find(OPEN_TAG, start)
         if close == -1 or (nxt != -1 and nxt < close):
             end = nxt if nxt != -1 else len(text)
@@ -69,14 +82,29 @@ def split_tool_calls(text: str) -> list[tuple[str, bool]]:
     return out
 
 
-def _loads_call(raw: str) -> Any:
+class _Unreadable(Exception):
+    """JSON that the decoder refuses for its size rather than its syntax."""
+
+
+def _loads(raw: str) -> Any:
     try:
         return json.loads(raw)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise _Unreadable("the JSON is nested too deeply") from None
+    except (ValueError, OverflowError) as exc:  # e.g. an integer literal over 4,300 digits
+        raise _Unreadable(f"the JSON holds a value that cannot be read ({str(exc)[:120]})") from None
+
+
+def _loads_call(raw: str) -> Any:
+    try:
+        return _loads(raw)
     except json.JSONDecodeError:
         # A common slip: a code fence inside the tags.
         inner = raw.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
         if inner != raw:
-            return json.loads(inner)
+            return _loads(inner)
         raise
 
 
@@ -86,25 +114,33 @@ def parse_tool_calls(text: str, schemas: list[dict] | None = None, *,
     JSON schema (known tool, required/extra arguments, types) and defaults are filled in."""
     results: list[ParsedCall | ParseError] = []
     for index, (raw, closed) in enumerate(split_tool_calls(text)):
-        if not closed:
-            results.append(ParseError("unclosed_tag", "the <tool_call> tag was not closed with </tool_call>; "
-                                      "write each call as <tool_call>\n{...}\n</tool_call>", _echo(raw), index))
-            continue
-        if len(raw) > max_call_chars:
-            results.append(ParseError("too_large", f"the tool call is {len(raw)} characters long; the limit is "
-                                      f"{max_call_chars}", _echo(raw), index))
-            continue
         try:
-            obj = _loads_call(raw)
-        except json.JSONDecodeError as exc:
-            results.append(ParseError("bad_json", f"the tool call is not valid JSON ({exc.msg} at line {exc.lineno} "
-                                      f"column {exc.colno})", _echo(raw), index))
-            continue
-        call = _to_call(obj, raw, index)
-        if isinstance(call, ParsedCall) and schemas is not None:
-            call = validate_call(call, schemas)
-        results.append(call)
+            results.append(_parse_block(raw, closed, index, schemas, max_call_chars))
+        except Exception as exc:  # noqa: BLE001 - model text must never raise out of the parser
+            results.append(ParseError("bad_call", f"the tool call could not be read ({type(exc).__name__})",
+                                      _echo(raw), index))
     return results
+
+
+def _parse_block(raw: str, closed: bool, index: int, schemas: list[dict] | None,
+                 max_call_chars: int) -> ParsedCall | ParseError:
+    if not closed:
+        return ParseError("unclosed_tag", "the <tool_call> tag was not closed with </tool_call>; "
+                          "write each call as <tool_call>\n{...}\n</tool_call>", _echo(raw), index)
+    if len(raw) > max_call_chars:
+        return ParseError("too_large", f"the tool call is {len(raw)} characters long; the limit is "
+                          f"{max_call_chars}", _echo(raw), index)
+    try:
+        obj = _loads_call(raw)
+    except json.JSONDecodeError as exc:
+        return ParseError("bad_json", f"the tool call is not valid JSON ({exc.msg} at line {exc.lineno} "
+                          f"column {exc.colno})", _echo(raw), index)
+    except _Unreadable as exc:
+        return ParseError("bad_json", f"the tool call is not usable JSON: {exc}", _echo(raw), index)
+    call = _to_call(obj, raw, index)
+    if isinstance(call, ParsedCall) and schemas is not None:
+        call = validate_call(call, schemas)
+    return call
 
 
 def _to_call(obj: Any, raw: str, index: int) -> ParsedCall | ParseError:
@@ -114,8 +150,8 @@ def _to_call(obj: Any, raw: str, index: int) -> ParsedCall | ParseError:
     args = obj.get("arguments", {})
     if isinstance(args, str):  # some models double-encode the arguments
         try:
-            args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError:
+            args = _loads(args) if args.strip() else {}
+        except (json.JSONDecodeError, _Unreadable):
             pass
     if args is None:
         args = {}
@@ -181,49 +217,3 @@ def validate_call(call: ParsedCall, schemas: list[dict]) -> ParsedCall | ParseEr
         elif "default" in spec:
             args[key] = spec["default"]
     return ParsedCall(name=call.name, arguments=args, raw=call.raw, index=call.index)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Boxed answers
-
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
-
-
-def _brace_content(s: str, open_idx: int) -> str | None:
-    """Content of the brace group starting at ``s[open_idx] == '{'`` (nested braces matched), or None."""
-    depth = 0
-    for i in range(open_idx, len(s)):
-        c = s[i]
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return s[open_idx + 1:i]
-    return None
-
-
-def extract_boxed(text: str) -> str | None:
-    """The content of the LAST well-formed ``\\boxed{...}`` / ``\\fbox{...}`` (brace-matched) or ``\\boxed x``
-    (up to ``$`` or the end of the line) in ``text``; None when there is none or it is empty.
-
-    Pass only the model's own turns: extracting from a whole transcript would pick up the example answer in the
-    system prompt (the reference's "20c" bug)."""
-    candidates: list[tuple[int, str]] = []
-    for cmd in _BOX_COMMANDS:
-        start = text.find(cmd)
-        while start != -1:
-            after = start + len(cmd)
-            rest = text[after:]
-            content: str | None = None
-            stripped = rest.lstrip(" ")
-            if stripped.startswith("{"):
-                content = _brace_content(text, after + (len(rest) - len(stripped)))
-            elif cmd == "\\boxed" and rest.startswith(" ") and stripped:
-                content = stripped.split("$", 1)[0].split("\n", 1)[0]
-            if content is not None and content.strip():
-                candidates.append((start, content.strip()))
-            start = text.find(cmd, after)
-    if not candidates:
-        return None
-    return max(candidates)[1]

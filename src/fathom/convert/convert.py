@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from fathom.convert.rope import apply_yarn, yarn_scaling
 from fathom.errors import ConfigError, FathomError
+from fathom.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +212,7 @@ def _write_config(folder: Path, cfg: ConvertConfig) -> dict[str, Any] | None:
         original = cfg.original_max_pos or int(config["max_position_embeddings"])
         config = apply_yarn(config, cfg.yarn_factor, original)
         rope = yarn_scaling(cfg.yarn_factor, original)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
     return rope
 
 

@@ -32,6 +32,7 @@ import httpx
 from pydantic import BaseModel
 
 from fathom.errors import FathomError
+from fathom.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +196,7 @@ def record_server(state_dir: str | Path, server: LocalServer) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     servers = json.loads(path.read_text()) if path.exists() else []
     servers.append(server.model_dump())
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(servers, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(servers, indent=1))
 
 
 def stop_recorded(state_dir: str | Path) -> list[int]:

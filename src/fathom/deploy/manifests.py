@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from fathom import __version__
 from fathom.convert.rope import check_rope_override, yarn_context_length, yarn_parameters, yarn_scaling
 from fathom.errors import ConfigError
+from fathom.storage import atomic_write_text
 
 DNS1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 MODEL_FORMAT = "fathom-hf"  # a Hugging Face folder (safetensors + tokenizer + config.json) as written by `fathom convert`
@@ -443,16 +444,13 @@ def dump_yaml(objs: list[dict[str, Any]]) -> str:
 
 def write_manifests(cfg: DeployConfig, out_dir: str | Path) -> list[Path]:
     """Render and write every file (atomically per file). Returns the paths written."""
-    import os
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, objs in render(cfg).items():
         path = out / name
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(dump_yaml(objs))
-        os.replace(tmp, path)
+        atomic_write_text(path, dump_yaml(objs))
         written.append(path)
     return written
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from fathom.deploy.local import record_server, start_local_server, stop_recorded
 from fathom.deploy.manifests import DeployConfig, applicable, render, write_manifests
 from fathom.deploy.smoke import SmokeReport, smoke_test
 from fathom.deploy.validate import validate_objects
+from fathom.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
 STATE = "release.json"
@@ -47,10 +47,7 @@ def servers_dir_for(servers_dir: str, run_id: str) -> Path:
 
 
 def _write_state(state_dir: Path, state: dict[str, Any]) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = state_dir / f".{STATE}.tmp"
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, state_dir / STATE)
+    atomic_write_text(state_dir / STATE, json.dumps(state, indent=1))
 
 
 def read_state(state_dir: str | Path) -> dict[str, Any]:

@@ -51,6 +51,9 @@ def eval_run(
     web_seed: int = typer.Option(0, "--web-seed", help="Seed of the offline web."),
     timeout: float = typer.Option(3600.0, "--example-timeout", help="Wall-clock cap per example (s)."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Run the error rows again."),
+    max_error_rate: float = typer.Option(0.5, "--max-error-rate", min=0.0, max=1.0,
+                                         help="Exit 3 (after writing metrics and reports) when more than this share "
+                                         "of the rows are errors (agent failures, timeouts, grading errors)."),
     name: str | None = typer.Option(None, "--name", help="Run label in reports."),
     no_transcripts: bool = typer.Option(False, "--no-transcripts", help="Do not store transcripts."),
 ) -> None:
@@ -77,7 +80,7 @@ def eval_run(
                          judge=None if judge.lower() == "none" else judge, grader=grader, limit=limit, sample=sample,
                          seed=seed, shard=shard, concurrency=concurrency, judge_concurrency=judge_concurrency,
                          offline_n=offline_n, web_seed=web_seed, example_timeout_s=timeout, retry_errors=retry_errors,
-                         store_transcripts=not no_transcripts)
+                         store_transcripts=not no_transcripts, max_error_rate=max_error_rate)
         result = run_eval(cfg)
     except (FathomError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -87,6 +90,10 @@ def eval_run(
     _print_metrics(result.metrics)
     console.print(f"[green]wrote[/green] {out}/results.jsonl, metrics.json, report.md, report.html "
                   f"({result.new_rows} new rows, {result.skipped} resumed)")
+    if result.failed:
+        console.print(f"[red]error:[/red] {result.errors} of {result.rows} rows are errors "
+                      f"({result.error_rate:.0%} > --max-error-rate {max_error_rate:.0%})")
+        raise typer.Exit(3)
 
 
 def _print_metrics(metrics) -> None:

@@ -8,7 +8,10 @@ cannot be graded:
 * lines are split on ``"\\n"`` only (never ``str.splitlines``: GPQA and HLE questions contain U+2028-style
   separators inside strings), ``"\\r"`` is stripped, blank lines are skipped, a missing trailing newline is fine;
 * a line that is not a JSON object with a non-empty ``question`` and an ``answer`` is an error naming the file and
-  its line number (the reference harness skipped such lines silently, shrinking the denominator).
+  its line number (the reference harness skipped such lines silently, shrinking the denominator); so is a line
+  nested too deeply, holding an integer too long to convert, ``NaN``/``Infinity``, or an id that is not a string
+  or an integer;
+* questions are stripped of surrounding whitespace, as the reference harness does before prompting.
 
 Selection is deterministic: ``sample`` (seeded random subset, in file order) -> ``shard i/n`` (every n-th example
 from offset i) -> ``limit`` (first N).
@@ -158,6 +161,14 @@ def _to_text(value: Any) -> str:
     return str(value).strip()
 
 
+class _BadConstant(ValueError):
+    pass
+
+
+def _no_constant(name: str):
+    raise _BadConstant(name)
+
+
 def parse_jsonl(text: str, *, dataset: str, source: str = "<string>") -> list[Example]:
     """Parse benchmark JSONL text. Splits on ``"\\n"`` only; raises DatasetError with the line number."""
     examples: list[Example] = []
@@ -169,9 +180,15 @@ def parse_jsonl(text: str, *, dataset: str, source: str = "<string>") -> list[Ex
         if lineno == 1:
             line = line.lstrip("\ufeff")
         try:
-            record = json.loads(line)
+            record = json.loads(line, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{source}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        except _BadConstant as exc:
+            raise DatasetError(f"{source}:{lineno}: {exc} is not a valid JSON value") from None
+        except RecursionError:
+            raise DatasetError(f"{source}:{lineno}: JSON nested too deeply") from None
+        except (ValueError, OverflowError) as exc:
+            raise DatasetError(f"{source}:{lineno}: unreadable JSON value ({str(exc)[:120]})") from None
         if not isinstance(record, dict):
             raise DatasetError(f"{source}:{lineno}: expected a JSON object, got {type(record).__name__}")
         question = record.get("question")
@@ -180,12 +197,15 @@ def parse_jsonl(text: str, *, dataset: str, source: str = "<string>") -> list[Ex
         if "answer" not in record or record["answer"] is None or _to_text(record["answer"]) == "":
             raise DatasetError(f"{source}:{lineno}: missing or empty 'answer'")
         raw_id = record.get("id")
+        if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (str, int, float))
+                                   or (isinstance(raw_id, float) and not raw_id.is_integer())):
+            raise DatasetError(f"{source}:{lineno}: 'id' must be a string or an integer, got {raw_id!r:.80}")
         ex_id = _to_text(raw_id) if raw_id not in (None, "") else question_id(question)
         if ex_id in seen:
             raise DatasetError(f"{source}:{lineno}: duplicate id {ex_id!r} (first on line {seen[ex_id]})")
         seen[ex_id] = lineno
         meta = {k: v for k, v in record.items() if k not in ("id", "question", "answer")}
-        examples.append(Example(id=ex_id, question=question, answer=_to_text(record["answer"]), dataset=dataset,
+        examples.append(Example(id=ex_id, question=question.strip(), answer=_to_text(record["answer"]), dataset=dataset,
                                 meta=meta))
     return examples
 

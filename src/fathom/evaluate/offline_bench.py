@@ -45,8 +45,8 @@ def export_offline_benchmark(path: Path, n: int = 50, **kw) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = offline_benchmark(n, **kw)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps({"id": e.id, "question": e.question, "answer": e.answer, **e.meta},
-                                      ensure_ascii=False) + "\n" for e in rows), encoding="utf-8")
-    tmp.replace(path)
+    from fathom.storage import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps({"id": e.id, "question": e.question, "answer": e.answer, **e.meta},
+                                               ensure_ascii=False) + "\n" for e in rows))
     return path

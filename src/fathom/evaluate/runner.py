@@ -33,6 +33,7 @@ from fathom.evaluate.agents import AgentOutput, AgentSettings, EvalAgent, agent_
 from fathom.evaluate.datasets import Dataset, Example, load_dataset
 from fathom.evaluate.graders import Grade, Grader, LLMJudge, choose_grader
 from fathom.evaluate.stats import RunMetrics, compute_metrics
+from fathom.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class EvalConfig(BaseModel):
     query_llm: str = Field(default="none", description="Query-LLM role of the in-process tool server ('none': "
                            "the deterministic passage reader, as the embedded policy is trained).")
     retry_errors: bool = Field(default=False, description="Drop error rows first so they run again.")
+    max_error_rate: float | None = Field(default=None, ge=0, le=1, description="Fail the run (RunResult.failed, "
+                                         "`fathom eval` exits non-zero) when the share of error rows is above this.")
     store_transcripts: bool = Field(default=True, description="Keep full transcripts in results.jsonl.")
     report: bool = Field(default=True, description="Write report.md and report.html.")
     progress: bool = Field(default=True, description="Show a progress bar.")
@@ -91,16 +94,17 @@ class RunResult(BaseModel):
     new_rows: int
     skipped: int
     nothing_to_do: bool = False
+    rows: int = Field(default=0, description="Rows of the selected examples in results.jsonl.")
+    errors: int = Field(default=0, description="Of those, rows with status error.")
+    failed: bool = Field(default=False, description="The error rate is above EvalConfig.max_error_rate.")
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.rows if self.rows else 0.0
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # results.jsonl
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
 
 def read_results(path: Path, *, repair: bool = True) -> list[dict]:
     """Rows of a results file. A torn last line (crash mid-write) is dropped (and the file repaired when
@@ -198,11 +202,23 @@ async def _run_examples(todo: list[tuple[Example, Grader]], agent: EvalAgent, cf
                 log.debug("example %s failed", ex.id, exc_info=True)
                 status, error = "error", f"{type(exc).__name__}: {exc}"[:1000]
             if status == "ok":
-                grade = await grader.grade(ex.question, ex.answer, out.answer if out else None)
-                if grade.error and grade.error.startswith("judge call failed"):
-                    status, error = "error", f"grading: {grade.error}"
-            write(make_row(ex, out, grade, status=status, error=error, agent=cfg.agent.agent, model=model,
-                           latency_s=time.perf_counter() - t0, store_transcript=cfg.store_transcripts))
+                try:  # a prediction the grader cannot handle is this row's error, never the run's
+                    grade = await grader.grade(ex.question, ex.answer, out.answer if out else None)
+                except Exception as exc:
+                    log.debug("grading %s failed", ex.id, exc_info=True)
+                    status, error = "error", f"grading: {type(exc).__name__}: {exc}"[:1000]
+                else:
+                    if grade.error and grade.error.startswith(("judge call failed", "grading failed")):
+                        status, error = "error", f"grading: {grade.error}"
+            try:
+                row = make_row(ex, out, grade, status=status, error=error, agent=cfg.agent.agent, model=model,
+                               latency_s=time.perf_counter() - t0, store_transcript=cfg.store_transcripts)
+            except Exception as exc:  # e.g. an output object that does not serialise: keep the row, as an error
+                log.debug("row %s failed", ex.id, exc_info=True)
+                row = make_row(ex, None, None, status="error", error=f"row: {type(exc).__name__}: {exc}"[:1000],
+                               agent=cfg.agent.agent, model=model, latency_s=time.perf_counter() - t0,
+                               store_transcript=False)
+            write(row)
             on_done()
 
     await asyncio.gather(*(one(ex, g) for ex, g in todo))
@@ -235,8 +251,8 @@ async def arun_eval(cfg: EvalConfig, *, agent: EvalAgent | None = None, judge_cl
     outputs_present = (out / METRICS).exists() and (not cfg.report or (out / REPORT_HTML).exists())
     if n_todo == 0 and outputs_present:
         log.info("%s: nothing to do (%d rows already present)", out, skipped)
-        return RunResult(out=out, metrics=RunMetrics.model_validate_json((out / METRICS).read_text()), new_rows=0,
-                         skipped=skipped, nothing_to_do=True)
+        return _result(cfg, datasets, rows, out=out, metrics=RunMetrics.model_validate_json(
+            (out / METRICS).read_text()), new_rows=0, skipped=skipped, nothing_to_do=True)
 
     model = cfg.agent.policy
     run_info = {"name": cfg.run_name(), "fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json"),
@@ -264,7 +280,12 @@ async def arun_eval(cfg: EvalConfig, *, agent: EvalAgent | None = None, judge_cl
 
             def write(row: dict) -> None:
                 nonlocal new_rows
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                line = json.dumps(row, ensure_ascii=False)
+                try:
+                    line.encode("utf-8")
+                except UnicodeEncodeError:  # model text with lone surrogates: escape them
+                    line = json.dumps(row, ensure_ascii=True)
+                fh.write(line + "\n")
                 fh.flush()
                 new_rows += 1
 
@@ -287,7 +308,20 @@ async def arun_eval(cfg: EvalConfig, *, agent: EvalAgent | None = None, judge_cl
         from fathom.evaluate.report import write_run_report
 
         write_run_report(out, rows, metrics, run_info)
-    return RunResult(out=out, metrics=metrics, new_rows=new_rows, skipped=skipped)
+    return _result(cfg, datasets, rows, out=out, metrics=metrics, new_rows=new_rows, skipped=skipped)
+
+
+def _result(cfg: EvalConfig, datasets: list[Dataset], rows: list[dict], **kw: Any) -> RunResult:
+    """The run's result, with its error rate over the selected examples checked against ``max_error_rate``."""
+    selected = {(ex.dataset, ex.id) for ds in datasets for ex in ds.examples}
+    mine = [r for r in rows if row_key(r) in selected]
+    errors = sum(1 for r in mine if r.get("status") != "ok")
+    res = RunResult(rows=len(mine), errors=errors, **kw)
+    if cfg.max_error_rate is not None and res.error_rate > cfg.max_error_rate:
+        log.error("%s: %d of %d rows are errors (%.0f%% > %.0f%%)", kw.get("out"), errors, len(mine),
+                  100 * res.error_rate, 100 * cfg.max_error_rate)
+        res.failed = True
+    return res
 
 
 @contextlib.contextmanager

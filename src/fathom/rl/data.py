@@ -140,11 +140,10 @@ def stage2_mixture(duetqa: list[dict], math: list[dict], musique: list[dict], *,
 
 
 def write_jsonl(rows: Iterable[dict], path: Path) -> Path:
+    from fathom.storage import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(path)
     return path

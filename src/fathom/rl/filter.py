@@ -50,8 +50,8 @@ def filter_against_policy(rows: list[dict], model_dir: Path, tools_url: str, out
                           cfg: FilterConfig = FilterConfig()) -> dict[str, Any]:
     import torch
 
+    from fathom.answer import AnswerJudge  # the evaluation's matching rule and judge
     from fathom.rl.data import write_jsonl
-    from fathom.rl.rewards import AnswerJudge
     from fathom.rl.rollout import RolloutConfig, RolloutEngine, http_tools_factory, transformers_generator
     from fathom.rl.stage import load_policy
 

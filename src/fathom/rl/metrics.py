@@ -52,9 +52,9 @@ def read_metrics(path: Path) -> list[dict]:
 def truncate_metrics(path: Path, last_step: int) -> None:
     """Drop rows after ``last_step`` (a resumed run re-logs the steps after its checkpoint)."""
     rows = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
+    from fathom.storage import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def plot_metrics(metrics_path: Path, out_dir: Path, *, title: str = "") -> list[Path]:

@@ -4,23 +4,24 @@
   with ``</think>`` (generation starts after the ``<think>`` prefix the environment writes), every
   ``<tool_call>`` block closed and a valid JSON call of a known tool, no tool response written by the model, and a
   final turn without tool calls holding a ``\\boxed{}`` answer.
-* ``answer_reward``: 1.0 when the predicted answer matches the ground truth. The judge is a role
-  (:class:`AnswerJudge`); the offline fallback is exact match after SQuAD-style normalisation.
+* ``answer_reward``: 1.0 when the predicted answer matches the ground truth. Matching and the judge role
+  (:class:`AnswerJudge`) come from :mod:`fathom.answer`, the rules the evaluation scores with.
 * ``trajectory_reward``: ``α·format + (1 − α)·answer`` with α = 0.1 (Eq. 4).
 
-Nothing here touches a model, the network or torch, except :class:`AnswerJudge` which wraps an LLM client.
+Nothing here touches a model, the network or torch (:class:`AnswerJudge` wraps an LLM client).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import string
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from fathom.agent.parse import ParseError, extract_boxed, parse_tool_calls
+from fathom.agent.parse import ParseError, parse_tool_calls
+from fathom.answer import AnswerJudge, exact_match, extract_boxed, normalize_answer
+
+__all__ = ["FORMAT_WEIGHT", "AnswerJudge", "FormatCheck", "answer_reward", "check_format", "exact_match",
+           "format_reward", "normalize_answer", "trajectory_reward"]
 
 log = logging.getLogger(__name__)
 
@@ -28,34 +29,12 @@ FORMAT_WEIGHT = 0.1  # α in Eq. 4
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Answer matching
-
-
-def normalize_answer(text: str | None) -> str:
-    """SQuAD-style normalisation: NFKC, lower case, drop punctuation and English articles, collapse spaces.
-    LaTeX wrappers a model may leave around a boxed answer (``\\text{..}``, ``$``) are removed first."""
-    if not text:
-        return ""
-    s = unicodedata.normalize("NFKC", str(text))
-    s = re.sub(r"\\(?:text|mathrm|textbf|mbox)\{([^{}]*)\}", r"\1", s)
-    s = s.replace("$", " ").replace("\\,", " ").replace("\\%", "%")
-    s = s.lower()
-    s = "".join(ch if ch not in set(string.punctuation) - {"%"} else " " for ch in s)
-    s = re.sub(r"\b(a|an|the)\b", " ", s)
-    return " ".join(s.split())
-
-
-def exact_match(pred: str | None, gold: str | Sequence[str] | None) -> bool:
-    """True when the normalised prediction equals the normalised gold answer (or any of several gold aliases)."""
-    if pred is None or gold is None:
-        return False
-    golds = [gold] if isinstance(gold, str) else list(gold)
-    p = normalize_answer(pred)
-    return bool(p) and any(p == normalize_answer(g) for g in golds if g is not None)
+# Answer matching: the answer module's rule (the one the evaluation scores with)
 
 
 def answer_reward(pred: str | None, gold: str | Sequence[str] | None) -> float:
-    """R^answer of Eq. 4 with the offline judge: 1.0 for a normalised exact match, else 0.0."""
+    """R^answer of Eq. 4 without a judge role: 1.0 when the prediction matches the gold (or any alias) by the
+    evaluation's ``auto`` rule (:func:`fathom.answer.exact_match`), else 0.0."""
     return 1.0 if exact_match(pred, gold) else 0.0
 
 
@@ -96,7 +75,16 @@ def check_format(turn_texts: Sequence[str], schemas: list[dict] | None = None) -
     Rules: every turn closes its reasoning with exactly one ``</think>`` and opens no second ``<think>``; every
     ``<tool_call>`` block is closed and holds a valid JSON call (valid against ``schemas`` when given); the model
     never writes ``<tool_response>`` itself; every turn but the last makes at least one call; the last turn makes
-    no call and holds a non-empty ``\\boxed{}``. Zero turns is malformed."""
+    no call and holds a non-empty ``\\boxed{}``. Zero turns is malformed. Never raises: whatever the text, a
+    failure of the check itself is a malformed verdict with the reason."""
+    try:
+        return _check_format(turn_texts, schemas)
+    except Exception as exc:  # noqa: BLE001 - model text must never crash a reward
+        log.warning("format check failed on model text: %s", type(exc).__name__)
+        return FormatCheck(False, (f"unparseable model text ({type(exc).__name__})",))
+
+
+def _check_format(turn_texts: Sequence[str], schemas: list[dict] | None) -> FormatCheck:
     problems: list[str] = []
     if not turn_texts:
         return FormatCheck(False, ("no model turn",))
@@ -136,79 +124,3 @@ def format_reward(turn_texts: Sequence[str], schemas: list[dict] | None = None) 
 def trajectory_reward(format_r: float, answer_r: float, alpha: float = FORMAT_WEIGHT) -> float:
     """Eq. 4: ``r = α·R_format + (1 − α)·R_answer`` (α = 0.1 gives 0.1·format + 0.9·answer)."""
     return alpha * float(format_r) + (1.0 - alpha) * float(answer_r)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The answer judge (a role)
-
-JUDGE_PROMPT = """You are grading whether a predicted answer to a question matches the ground-truth answer.
-Judge semantic equivalence: ignore formatting, capitalisation, articles and harmless extra detail, but a different
-entity, number, date or unit is wrong. Reply with exactly one word: CORRECT or INCORRECT.
-
-Question: {question}
-Ground truth: {gold}
-Prediction: {pred}
-Verdict:"""
-
-
-class AnswerJudge:
-    """R^answer with an LLM judge (a role, e.g. GPT-4.1-mini at T=0) and the normalised exact match as fallback.
-
-    A normalised exact match is accepted without a call; an empty prediction is wrong without a call; a judge
-    failure (network, unparseable verdict) falls back to exact match and is counted in ``fallbacks``."""
-
-    def __init__(self, client=None, *, max_tokens: int = 8, timeout_s: float = 60.0):
-        self.client = client
-        self.max_tokens = max_tokens
-        self.timeout_s = timeout_s
-        self.calls = 0
-        self.fallbacks = 0
-
-    @classmethod
-    def from_role(cls, role: str | None) -> AnswerJudge:
-        """``None``/``"exact"`` → offline exact match only; otherwise a role string (``local:...`` or URL)."""
-        if role in (None, "", "exact", "none"):
-            return cls(None)
-        from fathom.config import RoleConfig
-        from fathom.llm import make_client
-
-        return cls(make_client(RoleConfig.parse(role)))
-
-    @staticmethod
-    def parse_verdict(text: str) -> bool | None:
-        t = text.strip().upper()
-        if t.startswith("INCORRECT") or t.startswith("WRONG") or t.startswith("NO"):
-            return False
-        if t.startswith("CORRECT") or t.startswith("YES") or t.startswith("RIGHT"):
-            return True
-        return None
-
-    async def judge(self, question: str, pred: str | None, gold: str | Sequence[str]) -> bool:
-        if not pred or not str(pred).strip():
-            return False
-        if exact_match(pred, gold):
-            return True
-        if self.client is None:
-            return False
-        import asyncio
-
-        gold_text = gold if isinstance(gold, str) else " | ".join(gold)
-        try:
-            self.calls += 1
-            out = await asyncio.wait_for(
-                self.client.complete(JUDGE_PROMPT.format(question=question, gold=gold_text, pred=pred),
-                                     max_tokens=self.max_tokens, temperature=0.0),
-                timeout=self.timeout_s)
-            verdict = self.parse_verdict(out.text)
-        except Exception as exc:  # judge down: fall back, never fail the training step
-            log.warning("answer judge failed (%s); falling back to exact match", exc)
-            verdict = None
-        if verdict is None:
-            self.fallbacks += 1
-            return exact_match(pred, gold)
-        return verdict
-
-    async def judge_many(self, items: Iterable[tuple[str, str | None, str | Sequence[str]]]) -> list[bool]:
-        import asyncio
-
-        return list(await asyncio.gather(*(self.judge(q, p, g) for q, p, g in items)))

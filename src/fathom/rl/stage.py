@@ -89,9 +89,9 @@ def _check_resume_config(out: Path, args, checkpoint: str | None, allow_change: 
         if diff:
             log.warning("resuming %s with changed settings: %s", out, diff)
             changes = {k: list(v) for k, v in diff.items()}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
+    from fathom.storage import atomic_write_json
+
+    atomic_write_json(path, current, default=str)
     return changes
 
 
@@ -170,9 +170,9 @@ def train_search(spec: SearchTrainSpec) -> dict[str, Any]:
                    "metrics": str(metrics_path), "last": last,
                    "rapo": {"prune": args.rapo_prune, "scale": args.rapo_scale_advantages, "replay": args.rapo_replay},
                    "reward_mode": args.reward_mode, "config_changes_on_resume": config_changes}
-        tmp = out / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, default=str))
-        tmp.replace(out / "summary.json")
+        from fathom.storage import atomic_write_json
+
+        atomic_write_json(out / "summary.json", summary, default=str)
         return summary
     return {}
 

@@ -91,7 +91,7 @@ class DuetQAConfig(BaseModel):
     compose_max_tokens: int = Field(default=128, ge=16, description="Generator: tokens for the JSON candidate.")
     obfuscate_max_tokens: int = Field(default=96, ge=16, description="Obfuscator: tokens for the rewrite.")
     no_search_max_tokens: int = Field(default=48, ge=8, description="M3 no-search answer tokens.")
-    judge_max_tokens: int = Field(default=8, ge=1, description="Judge verdict tokens.")
+    judge_max_tokens: int = Field(default=256, ge=1, description="Judge reply tokens (rationale + grade line).")
     evidence_chars: int = Field(default=3000, ge=200, description="Characters of gathered evidence shown to the "
                                 "generator when composing the question.")
 

@@ -55,11 +55,11 @@ class DuetQAStub:
         if "Rewrite the question so that it is harder" in prompt:
             last = prompt.rsplit("Question:", 1)[-1].split("<|im_end|>")[0].strip()
             return f"In other words, {last}"
-        if "Reference answer:" in prompt:
-            ref = re.search(r"Reference answer: (.*)", prompt)
-            cand = re.search(r"Candidate answer: (.*)", prompt)
+        if "Gold target:" in prompt and "Predicted answer:" in prompt:  # the answer judge (fathom.answer)
+            ref = re.search(r"Gold target: (.*)", prompt)
+            cand = re.search(r"Predicted answer: (.*)", prompt)
             same = ref and cand and normalize_answer(ref.group(1)) == normalize_answer(cand.group(1))
-            return "yes" if same else "no"
+            return "Compared the two answers.\nGRADE: " + ("CORRECT" if same else "INCORRECT")
         if "Provide your final answer as \\boxed{YOUR_ANSWER}" in prompt:
             q = prompt.rsplit("Q:", 1)[-1]
             m = _TAG.search(q)

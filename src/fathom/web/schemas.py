@@ -7,18 +7,36 @@
     GET  /healthz, GET /metrics
 
 Errors are HTTP 200 with ``error`` set for tool-level failures the agent should see (blocked URL, fetch failed,
-timeout, non-HTML, too large), and HTTP 4xx only for malformed requests.
+timeout, non-HTML, too large), and HTTP 4xx only for malformed requests: 422 for a body that is not valid JSON or
+does not validate (NaN, lone surrogates, out-of-range numbers, nesting too deep), 413 for a body over the server's
+``max_body_bytes``, 404/405 for unknown paths and methods. Every 4xx (and an unexpected 500) has one body
+(``fathom.web.requests.ErrorBody``)::
+
+    {"error": {"code": "bad_request", "message": "invalid request: body.top_k: ...", "retryable": false},
+     "detail": [{"loc": ["body", "top_k"], "msg": "...", "type": "..."}]}
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+
+def _utf8(value: str) -> str:
+    """Refuse strings that cannot be encoded as UTF-8 (lone surrogates such as ``"\\ud800"``)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the string holds a lone UTF-16 surrogate") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_utf8)]
 
 ErrorCode = Literal[
     "invalid_url", "blocked_url", "timeout", "fetch_failed", "http_status", "unsupported_content",
-    "too_large", "empty_content", "search_failed", "bad_request", "internal",
+    "too_large", "empty_content", "search_failed", "bad_request", "not_found", "method_not_allowed", "internal",
 ]
 
 
@@ -29,7 +47,7 @@ class ToolErrorInfo(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=2000)
+    query: Text = Field(min_length=1, max_length=2000)
     top_k: int = Field(default=10, ge=1, le=50)
 
 
@@ -49,8 +67,8 @@ class SearchResponse(BaseModel):
 
 
 class QueryUrlRequest(BaseModel):
-    url: str = Field(min_length=1, max_length=4000)
-    goal: str = Field(min_length=1, max_length=4000)
+    url: Text = Field(min_length=1, max_length=4000)
+    goal: Text = Field(min_length=1, max_length=4000)
 
 
 class QueryUrlResponse(BaseModel):
@@ -67,7 +85,7 @@ class QueryUrlResponse(BaseModel):
 
 
 class VisitRequest(BaseModel):
-    url: str = Field(min_length=1, max_length=4000)
+    url: Text = Field(min_length=1, max_length=4000)
     max_chars: int = Field(default=40_000, ge=100, le=400_000)
 
 
@@ -83,9 +101,9 @@ class VisitResponse(BaseModel):
 
 
 class ExecuteRequest(BaseModel):
-    env: str = ""
-    call: str
-    timeout: int = 60
+    env: Text = Field(default="", max_length=10_000)
+    call: Text = Field(max_length=1_000_000)
+    timeout: int = Field(default=60, ge=0, le=86_400, description="Seconds (0: the server's deadline).")
 
 
 class ExecuteResponse(BaseModel):

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import ValidationError
 
 from fathom.errors import ToolError
 from fathom.serving import serve_in_thread as serve_app_in_thread
@@ -46,6 +47,7 @@ from fathom.web.fetch import (
 )
 from fathom.web.guard import UrlGuard
 from fathom.web.reader import PROMPT_VERSION, PageReader, Reading
+from fathom.web.requests import ErrorBody, RequestGuard, install_error_handlers
 from fathom.web.schemas import (
     ExecuteRequest,
     ExecuteResponse,
@@ -91,6 +93,12 @@ class Metrics:
 class _Flight:
     task: asyncio.Future
     waiters: int = 0
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])[:300]
+    return f"{type(exc).__name__}: {exc}"[:300].encode("utf-8", "replace").decode("utf-8")
 
 
 def _err(exc: ToolError) -> ToolErrorInfo:
@@ -210,8 +218,12 @@ class ToolService:
 
     # ---- pages ---------------------------------------------------------------------------------------------------
     async def get_page(self, url: str) -> tuple[Page, bool]:
-        """The extracted page (cached), and whether it came from the cache. Raises ToolError."""
+        """The extracted page (cached), and whether it came from the cache. Raises ToolError.
+
+        The URL guard runs first, before any cache key is computed or looked up: a malformed URL is
+        ``invalid_url``, and a page cached while its host was allowed is not served once it is not."""
         url = url.strip()
+        await self.guard.check(url)
         key = page_key(url, chain_id(self.registry, url))
         entry = self.cache.get("page", key)
         if entry is not None:
@@ -269,6 +281,7 @@ class ToolService:
         async def work() -> Reading:
             assert self.reader is not None, "ToolService.start() was not awaited"
             url = req.url.strip()
+            await self.guard.check(url)  # guard before cache (see get_page)
             key = extraction_key(url, req.goal, self.reader.model_name, PROMPT_VERSION)
             entry = self.cache.get("extraction", key)
             if entry is not None:
@@ -326,20 +339,25 @@ class ToolService:
         timeout = min(float(req.timeout), self.settings.request_timeout_s) if req.timeout > 0 else None
         try:
             call = legacy.parse_call(req.call, req.env, max_chars=self.settings.legacy_max_call_chars)
-        except ToolError as exc:
-            self.metrics.requests.labels("execute", exc.code).inc()
-            text = legacy.render_error_text(_err(exc))
+            a = call.args
+            if call.tool in ("search_urls", "web_search"):
+                tool_req: Any = SearchRequest(query=a["query"][:2000] or " ", top_k=a.get("top_k", 10))
+            elif call.tool == "query_url":
+                tool_req = QueryUrlRequest(url=a["url"][:4000] or " ", goal=a["goal"][:4000] or " ")
+            else:
+                tool_req = VisitRequest(url=a["url"][:4000] or " ", max_chars=self.settings.visit_max_chars)
+        except (ToolError, ValidationError, TypeError, KeyError, ValueError, RecursionError, MemoryError) as exc:
+            err = _err(exc) if isinstance(exc, ToolError) else ToolErrorInfo(
+                code="bad_request", message=f"invalid call arguments: {_one_line(exc)}")
+            self.metrics.requests.labels("execute", err.code).inc()
+            text = legacy.render_error_text(err)
             return ExecuteResponse(result=text, error=text)
-        a = call.args
-        if call.tool in ("search_urls", "web_search"):
-            resp = await self.search(SearchRequest(query=a["query"][:2000] or " ", top_k=a.get("top_k", 10)),
-                                     timeout_s=timeout)
-        elif call.tool == "query_url":
-            resp = await self.query_url(QueryUrlRequest(url=a["url"][:4000] or " ", goal=a["goal"][:4000] or " "),
-                                        timeout_s=timeout)
+        if isinstance(tool_req, SearchRequest):
+            resp = await self.search(tool_req, timeout_s=timeout)
+        elif isinstance(tool_req, QueryUrlRequest):
+            resp = await self.query_url(tool_req, timeout_s=timeout)
         else:
-            resp = await self.visit(VisitRequest(url=a["url"][:4000] or " ", max_chars=self.settings.visit_max_chars),
-                                    timeout_s=timeout)
+            resp = await self.visit(tool_req, timeout_s=timeout)
         self.metrics.requests.labels("execute", resp.error.code if resp.error else "ok").inc()
         text = legacy.render_response(resp)
         return ExecuteResponse(result=text, error=text if resp.error else None)
@@ -365,24 +383,30 @@ def create_app(settings: ToolServerSettings | None = None, *, service: ToolServi
     app = FastAPI(title="fathom tool server", version="1", lifespan=lifespan)
     app.state.service = svc
     app.state.startup_error = None
+    app.add_middleware(RequestGuard, max_body_bytes=svc.settings.max_body_bytes)
+    install_error_handlers(app)
+    errors: dict[int | str, dict[str, Any]] = {
+        413: {"model": ErrorBody, "description": "Request body over the server's limit."},
+        422: {"model": ErrorBody, "description": "Malformed request (not JSON, or does not validate)."},
+    }
 
-    @app.post("/v1/search", response_model=SearchResponse)
+    @app.post("/v1/search", response_model=SearchResponse, responses=errors)
     async def search(req: SearchRequest) -> SearchResponse:
         return await svc.search(req)
 
-    @app.post("/v1/query_url", response_model=QueryUrlResponse)
+    @app.post("/v1/query_url", response_model=QueryUrlResponse, responses=errors)
     async def query_url(req: QueryUrlRequest) -> QueryUrlResponse:
         return await svc.query_url(req)
 
-    @app.post("/v1/visit", response_model=VisitResponse)
+    @app.post("/v1/visit", response_model=VisitResponse, responses=errors)
     async def visit(req: VisitRequest) -> VisitResponse:
         return await svc.visit(req)
 
-    @app.post("/execute", response_model=ExecuteResponse)
+    @app.post("/execute", response_model=ExecuteResponse, responses=errors)
     async def execute(req: ExecuteRequest) -> ExecuteResponse:
         return await svc.execute(req)
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={503: {"description": "Starting (not ready yet)."}})
     async def healthz() -> JSONResponse:
         ready = svc.reader is not None
         return JSONResponse({
@@ -393,7 +417,7 @@ def create_app(settings: ToolServerSettings | None = None, *, service: ToolServi
             "cache": str(svc.cache.root) if svc.cache.enabled else None,
         }, status_code=200 if ready else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -97,6 +97,8 @@ class ToolServerSettings(BaseSettings):
         default=120.0, gt=0, description="Hard deadline of one tool call, including waiting for a slot.")
     visit_max_chars: int = Field(default=40_000, ge=100, description="Cap of legacy `web_visit` text.")
     legacy_max_call_chars: int = Field(default=16_000, ge=100, description="Longest `/execute` call accepted.")
+    max_body_bytes: int = Field(
+        default=1_000_000, ge=1_000, description="Largest request body accepted; a larger one is answered 413.")
 
     @field_validator("allow_hosts")
     @classmethod

@@ -1,0 +1,247 @@
+"""Hardening figures (issue 9): generated model outputs through the parser and the turn step, 1 MB turn extraction,
+and a bad-input suite against the running tool server.
+
+    .venv/bin/python benchmarks/bench_fuzz.py                 # 100,000 outputs, 2,000 full agent runs, >= 150 requests
+    .venv/bin/python benchmarks/bench_fuzz.py --outputs 20000 # quicker
+
+Targets: 0 escaped exceptions over >= 100,000 outputs, p99 parse time < 1 ms; a 1 MB turn extracted in < 100 ms;
+0 untyped 500s over >= 150 malformed requests. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "answer"))
+
+from fuzz import model_turn  # noqa: E402
+
+from fathom.agent import AgentConfig, FunctionTools, preset_schemas, run_agent  # noqa: E402
+from fathom.agent.parse import parse_tool_calls  # noqa: E402
+from fathom.agent.testing import ScriptedLLM  # noqa: E402
+from fathom.answer import extract_answer, extract_boxed  # noqa: E402
+from fathom.rl.rewards import check_format  # noqa: E402
+
+SCHEMAS = preset_schemas("fathom")
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def spread(xs: list[float]) -> str:
+    return (f"median {statistics.median(xs):.3f}  p25 {pct(xs, .25):.3f}  p75 {pct(xs, .75):.3f}  "
+            f"min {min(xs):.3f}  max {max(xs):.3f}")
+
+
+# ----------------------------------------------------------------------------------------------------------- 1
+def fuzz_outputs(n: int, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    parse_ms, step_ms, escaped, blocks, errors = [], [], 0, 0, 0
+    for _ in range(n):
+        text = model_turn(rng)
+        t0 = time.perf_counter()
+        try:
+            calls = parse_tool_calls(text, SCHEMAS)
+            t1 = time.perf_counter()
+            check_format([text], SCHEMAS)  # the turn step's pure part: format verdict + answer
+            extract_boxed(text)
+            t2 = time.perf_counter()
+        except Exception as exc:  # noqa: BLE001 - counted: the target is zero
+            escaped += 1
+            print(f"  ESCAPED {type(exc).__name__}: {exc!s:.100}")
+            continue
+        parse_ms.append((t1 - t0) * 1000)
+        step_ms.append((t2 - t0) * 1000)
+        blocks += len(calls)
+        errors += sum(1 for c in calls if hasattr(c, "code"))
+    print(f"[1] {n:,} generated model outputs ({blocks:,} <tool_call> blocks, {errors:,} typed parse errors)")
+    print(f"    escaped exceptions: {escaped}")
+    print(f"    parse_tool_calls ms: {spread(parse_ms)}  p99 {pct(parse_ms, .99):.3f}  (target p99 < 1 ms)")
+    print(f"    turn step ms (parse + format check + boxed): {spread(step_ms)}  p99 {pct(step_ms, .99):.3f}")
+
+
+async def _search(query: str, top_k: int = 10) -> str:
+    return f"### 1. hit\n**URL**: http://a.test/\n\n**Snippet**: {query[:30]}"
+
+
+async def _query(url: str, goal: str) -> str:
+    return "Summary: nothing"
+
+
+def fuzz_agent(n: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    tools = FunctionTools(SCHEMAS, {"search_urls": _search, "query_url": _query})
+    cfg = AgentConfig(max_turns=4, max_total_tokens=400_000, max_tokens_per_turn=200_000)
+    escaped, statuses, ms = 0, {}, []
+
+    async def run_all():
+        nonlocal escaped
+        for _ in range(n):
+            script = [model_turn(rng) for _ in range(rng.randint(1, 3))] + ["ok</think>\\boxed{x}"]
+            t0 = time.perf_counter()
+            try:
+                traj = await run_agent("Q?", ScriptedLLM(script), tools, cfg)
+            except Exception as exc:  # noqa: BLE001
+                escaped += 1
+                print(f"  ESCAPED {type(exc).__name__}: {exc!s:.100}")
+                continue
+            ms.append((time.perf_counter() - t0) * 1000)
+            statuses[traj.status] = statuses.get(traj.status, 0) + 1
+
+    asyncio.run(run_all())
+    print(f"[2] {n:,} full agent runs (run_agent, 1-3 fuzzed turns each): escaped exceptions {escaped}; "
+          f"statuses {dict(sorted(statuses.items()))}")
+    print(f"    ms per run: {spread(ms)}")
+
+
+# ----------------------------------------------------------------------------------------------------------- 3
+SHAPES = {
+    "prose + final box": lambda n: ("The evidence points to {x} here; " * (n // 33 + 1))[:n] + "\\boxed{42}",
+    "unclosed \\boxed{ spam": lambda n: "\\boxed{" * (n // 7),
+    "empty \\boxed{} spam": lambda n: "\\boxed{}" * (n // 8),
+    "one box, 1 MB of {}": lambda n: "\\boxed{" + "{}" * (n // 2),
+    "'answer' + spaces": lambda n: ("answer" + " " * 5000) * (n // 5006),
+    "<answer> spam": lambda n: "<answer>" * (n // 8),
+    "<tool_call> spam": lambda n: "<tool_call>" * (n // 11),
+}
+
+
+def extraction_1mb(runs: int = 7) -> None:
+    print(f"[3] 1 MB turn: extract_boxed + extract_answer (+ parse_tool_calls), {runs} runs each, ms")
+    worst = 0.0
+    for name, make in SHAPES.items():
+        text = make(1_000_000)
+        ext, par = [], []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            extract_boxed(text)
+            extract_answer(text)
+            t1 = time.perf_counter()
+            parse_tool_calls(text, SCHEMAS)
+            par.append((time.perf_counter() - t1) * 1000)
+            ext.append((t1 - t0) * 1000)
+        worst = max(worst, statistics.median(ext))
+        print(f"    {name:24s} extraction {spread(ext)} | tool-call parse median {statistics.median(par):.1f}")
+    print(f"    worst median extraction: {worst:.1f} ms (target < 100 ms)")
+
+
+# ----------------------------------------------------------------------------------------------------------- 4
+def bad_requests() -> list[tuple[str, str, bytes | None, dict]]:
+    """(method, path, body, headers) of malformed requests."""
+    J = {"content-type": "application/json"}
+    big9 = "9" * 5000
+    reqs: list[tuple[str, str, bytes | None, dict]] = []
+    endpoints = {
+        "/v1/search": {"query": "volcano", "top_k": 3},
+        "/v1/query_url": {"url": "http://site.test/page.html", "goal": "first ascent"},
+        "/v1/visit": {"url": "http://site.test/page.html", "max_chars": 1000},
+        "/execute": {"env": "from search_api import search_urls", "call": "search_urls('x')", "timeout": 5},
+    }
+    raw_bodies = [b"", b"not json", b"\xff\xfe\x00", b"null", b"[]", b"1", b'"x"', b"{", b'{"a": 1,}',
+                  b"[" * 50_000 + b"]" * 50_000, b'{"x": NaN}', b'{"x": Infinity}', b'{"x": -Infinity}',
+                  ('{"x": ' + big9 + "}").encode(), b'{"x": "\\ud800"}', b"\x00" * 100]
+    for path, good in endpoints.items():
+        for body in raw_bodies:
+            reqs.append(("POST", path, body, J))
+        for field, value in good.items():
+            for bad in (None, 12, 1.5, True, [], {}, "", "x" * 1_000_000, "\ud800", float("nan"), 10**400, -1):
+                if isinstance(value, str) and isinstance(bad, str) and bad == "":
+                    pass
+                body = dict(good)
+                body[field] = bad
+                try:
+                    data = json.dumps(body, allow_nan=True).encode("utf-8", "surrogatepass")
+                except (ValueError, OverflowError):
+                    continue
+                reqs.append(("POST", path, data, J))
+        reqs.append(("POST", path, json.dumps({k: v for k, v in list(good.items())[1:]}).encode(), J))  # missing
+        reqs.append(("GET", path, None, {}))  # wrong method
+        reqs.append(("POST", path, json.dumps(good).encode(), {"content-type": "text/plain"}))
+    for url in ("http://site.test:99999/", "http://[::1", "http://a.test:port/", "file:///etc/passwd",
+                "javascript:alert(1)", "http://user:pw@site.test/", "http:///nohost", "http://10.0.0.1/",
+                "http://169.254.169.254/latest/meta-data/", "http://[::ffff:127.0.0.1]/", "ftp://site.test/x",
+                "http://site.test/\r\nX: y", " ", "http://" + "a" * 300 + ".test/"):
+        reqs.append(("POST", "/v1/visit", json.dumps({"url": url}).encode(), J))
+        reqs.append(("POST", "/v1/query_url", json.dumps({"url": url, "goal": "g"}).encode(), J))
+    for call in ("__import__('os').system('id')", "search_urls(" + "[" * 300 + "]" * 300 + ")", "search_urls(q=1)",
+                 "query_url('http://10.0.0.1/', 'x')", "web_visit('file:///etc/passwd')", "search_urls('x', top_k=1e999)",
+                 "exec('1')", "search_urls", "search_urls('a')+1", "(lambda: 1)()", "search_urls(*['x'])"):
+        reqs.append(("POST", "/execute", json.dumps({"env": "", "call": call}).encode(), J))
+    reqs.append(("POST", "/v1/search", b'{"query": "' + b"x" * 2_000_000 + b'"}', J))  # over the body limit
+    reqs.append(("GET", "/nowhere", None, {}))
+    reqs.append(("DELETE", "/v1/search", None, {}))
+    return reqs
+
+
+def bad_input_suite() -> None:
+    import httpx
+
+    from fathom.web.backends import SearchBackend
+    from fathom.web.schemas import SearchHit
+    from fathom.web.server import ToolService, create_app, serve_in_thread
+    from fathom.web.settings import ToolServerSettings
+
+    class Backend(SearchBackend):
+        provider = "bench:list"
+
+        async def search(self, query, top_k, *, gl=None, hl=None):
+            return [SearchHit(url="http://site.test/page.html", title="Mount Veyra", snippet=query[:50])][:top_k]
+
+    async def no_dns(host, port):
+        return ["203.0.113.7"]  # TEST-NET: refused by the guard; nothing leaves the machine
+
+    import tempfile
+
+    reqs = bad_requests()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = ToolServerSettings(cache_dir=Path(tmp), query_llm="none", fetch_timeout_s=2.0, request_timeout_s=5)
+        svc = ToolService(settings, backend=Backend())
+        svc.guard.resolver = no_dns
+        with serve_in_thread(create_app(settings, service=svc)) as url:
+            by_status: dict[int, int] = {}
+            untyped, ms = 0, []
+            with httpx.Client(base_url=url, timeout=30) as h:
+                for method, path, body, headers in reqs:
+                    t0 = time.perf_counter()
+                    r = h.request(method, path, content=body, headers=headers)
+                    ms.append((time.perf_counter() - t0) * 1000)
+                    by_status[r.status_code] = by_status.get(r.status_code, 0) + 1
+                    typed = False
+                    try:
+                        b = r.json()
+                        typed = (r.status_code == 200 and isinstance(b, dict)) or (
+                            isinstance(b.get("error"), dict) and b["error"].get("code") not in (None, "internal"))
+                    except ValueError:
+                        pass
+                    if r.status_code >= 500 or not typed:
+                        untyped += 1
+                        print(f"  UNTYPED {r.status_code} {method} {path} {(body or b'')[:60]!r}: {r.text[:120]}")
+    print(f"[4] bad-input suite: {len(reqs)} malformed requests against the running tool server (loopback)")
+    print(f"    status codes: {dict(sorted(by_status.items()))}  (200 = a typed tool error in the body)")
+    print(f"    untyped or 5xx answers: {untyped} (target 0)")
+    print(f"    ms per request: {spread(ms)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--outputs", type=int, default=100_000)
+    ap.add_argument("--agent-runs", type=int, default=2_000)
+    a = ap.parse_args()
+    fuzz_outputs(a.outputs)
+    fuzz_agent(a.agent_runs)
+    extraction_1mb()
+    bad_input_suite()
+
+
+if __name__ == "__main__":
+    main()
