@@ -1,6 +1,6 @@
 """Kubernetes/KServe manifests of a release, built with the typed SDK models from one :class:`DeployConfig`.
 
-What is rendered (``fathom deploy render --out manifests/rendered``):
+What is rendered (``fathom deploy render --out manifests/base/rendered``, the kustomize base):
 
 * ``runtimes.yaml``      two ServingRuntimes: ``fathom-vllm`` (wraps ``vllm serve``) and ``fathom-sglang``
   (wraps ``sglang.launch_server``), both OpenAI-compatible on ``/v1/...``, with startup/readiness/liveness probes.
@@ -9,8 +9,9 @@ What is rendered (``fathom deploy render --out manifests/rendered``):
 * ``tool-server.yaml``   Deployment (Pod Security "restricted", no replicas: the HPA owns them) + Service + HPA +
   NetworkPolicy (DNS and public egress only) of the search tool server.
 * ``serviceaccount.yaml`` the ServiceAccount KServe's storage initializer uses to read ``s3://`` model folders.
-* ``secrets.template.yaml`` S3 credentials (with KServe's S3 annotations) and the web API keys: templates the
-  operator fills in; ``fathom deploy apply`` never applies them.
+* ``secrets.template.yaml`` every Secret the pipelines and runtimes reference (object store for both the
+  pipelines and KServe's storage initializer, hosted-LLM keys, web API keys): templates the operator fills in;
+  neither ``fathom deploy apply`` nor the kustomize base applies them.
 
 Model-specific serving flags live in the InferenceService (``predictor.model.args``, appended by KServe to the
 runtime container's args); the runtime holds the flags every model shares. The predictor's model spec carries no
@@ -483,9 +484,19 @@ def service_account(cfg: DeployConfig):
                               secrets=[k.V1ObjectReference(name=cfg.s3_secret)])
 
 
+LLM_KEYS_SECRET = "fathom-llm-keys"  # pipelines/train.py SECRETS: key `openai-api-key` → OPENAI_API_KEY
+
+
 def secret_templates(cfg: DeployConfig) -> list:
-    """S3 credentials annotated for KServe's storage initializer, and the web API keys. Values are placeholders."""
+    """Every Secret a pipeline step or a runtime references, with placeholder values for the operator to fill:
+
+    * `s3_secret` (`fathom-s3`): the pipelines' object-store keys (`endpoint`, `access_key`, `secret_key`, `secure`,
+      `region` → FATHOM_S3_*, pipelines/data.py) and KServe's storage-initializer keys (AWS_ACCESS_KEY_ID /
+      AWS_SECRET_ACCESS_KEY + the `serving.kserve.io/s3-*` annotations), one Secret for both;
+    * `fathom-llm-keys`: the API key of hosted teacher/judge roles (`openai-api-key`);
+    * the tool server's web keys (SERPER_API_KEY, JINA_API_KEY)."""
     k = _k8s()
+    fill = "<fill-in>"
     s3 = k.V1Secret(
         api_version="v1", kind="Secret", type="Opaque",
         metadata=k.V1ObjectMeta(name=cfg.s3_secret, namespace=cfg.namespace, labels=PART_OF, annotations={
@@ -493,13 +504,18 @@ def secret_templates(cfg: DeployConfig) -> list:
             "serving.kserve.io/s3-usehttps": "1" if cfg.s3_use_https else "0",
             "serving.kserve.io/s3-verifyssl": "1" if cfg.s3_use_https else "0",
             "serving.kserve.io/s3-region": cfg.s3_region}),
-        string_data={"AWS_ACCESS_KEY_ID": "<fill-in>", "AWS_SECRET_ACCESS_KEY": "<fill-in>"})
-    out = [s3]
+        string_data={"AWS_ACCESS_KEY_ID": fill, "AWS_SECRET_ACCESS_KEY": fill,
+                     "endpoint": cfg.s3_endpoint, "access_key": fill, "secret_key": fill,
+                     "secure": "true" if cfg.s3_use_https else "false", "region": cfg.s3_region})
+    llm = k.V1Secret(api_version="v1", kind="Secret", type="Opaque",
+                     metadata=k.V1ObjectMeta(name=LLM_KEYS_SECRET, namespace=cfg.namespace, labels=PART_OF),
+                     string_data={"openai-api-key": fill})
+    out = [s3, llm]
     if cfg.tool_server:
         out.append(k.V1Secret(api_version="v1", kind="Secret", type="Opaque",
                               metadata=k.V1ObjectMeta(name=cfg.tool_server.keys_secret, namespace=cfg.namespace,
                                                       labels=PART_OF),
-                              string_data={"SERPER_API_KEY": "<fill-in>", "JINA_API_KEY": "<optional>"}))
+                              string_data={"SERPER_API_KEY": fill, "JINA_API_KEY": "<optional>"}))
     return out
 
 
