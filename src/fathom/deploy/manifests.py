@@ -539,7 +539,12 @@ def render(cfg: DeployConfig) -> dict[str, list[dict[str, Any]]]:
     if cfg.tool_server:
         files["tool-server.yaml"] = tool_server_objects(cfg)
     files["secrets.template.yaml"] = secret_templates(cfg)
-    return {name: [to_dict(o) for o in objs] for name, objs in files.items()}
+    out = {name: [to_dict(o) for o in objs] for name, objs in files.items()}
+    for objs in out.values():
+        for o in objs:
+            if o["kind"] == "InferenceService":  # the SDK serializes the required-in-Python `name` as ""
+                o["spec"]["predictor"]["model"].pop("name", None)
+    return out
 
 
 APPLY_ORDER = ["serviceaccount.yaml", "runtimes.yaml", "tool-server.yaml", "policy.yaml", "synthesizer.yaml"]

@@ -91,7 +91,8 @@ def replicas(isvc: dict) -> list[str]:
     """ComponentExtensionSpec.Validate → validateReplicas: 0 ≤ minReplicas ≤ maxReplicas (maxReplicas 0 = unset)."""
     pred = _predictor(isvc)
     lo, hi = pred.get("minReplicas", 1), pred.get("maxReplicas", 0)
-    if lo is not None and lo < 0:
+    if not all(isinstance(v, int) for v in (lo, hi) if v is not None):
+        return []  # a type error: the schema layer reports it    if lo is not None and lo < 0:
         return ["minReplicas cannot be less than 0"]
     if hi is not None and hi < 0:
         return ["maxReplicas cannot be less than 0"]
