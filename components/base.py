@@ -6,7 +6,8 @@ import os
 
 # Images built from images/ (tag = project version). Override with FATHOM_IMAGE_* at compile time.
 REGISTRY = os.environ.get("FATHOM_IMAGE_REGISTRY", "ghcr.io/fathom-pipelines").rstrip("/")
-from fathom import __version__ as VERSION  # noqa: E402  (images are tagged with the project version)
+from fathom import __version__ as VERSION
+
 DIGESTS_FILE = os.environ.get("FATHOM_IMAGE_DIGESTS",
                               os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "images",
                                            "digests.json"))

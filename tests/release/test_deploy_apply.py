@@ -13,11 +13,11 @@ from fastapi.responses import JSONResponse
 from fathom.deploy.apply import (
     KNOWN_GOOD_SPEC,
     PREVIOUS_SPEC,
-    isvc_ready,
-    mark_known_good,
     DeployError,
     KubeApi,
     apply_objects,
+    isvc_ready,
+    mark_known_good,
     resource_path,
     rollback_isvc,
     wait_isvc_ready,

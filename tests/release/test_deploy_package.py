@@ -14,7 +14,7 @@ import pytest
 
 from fathom.deploy import webhook
 from fathom.deploy.manifests import DeployConfig, render
-from fathom.deploy.validate import CRD_DIR, kustomize_build, kustomizations, validate_objects
+from fathom.deploy.validate import CRD_DIR, kustomizations, kustomize_build, validate_objects
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAYS = sorted(p.name for p in (REPO / "manifests" / "overlays").iterdir() if p.is_dir())
@@ -75,7 +75,7 @@ def test_secret_templates_cover_every_referenced_secret():
 @needs_kubectl
 def test_validate_cli_from_a_real_shell():
     out = subprocess.run([sys.executable, "-m", "fathom.cli", "deploy", "validate", str(REPO / "manifests")],
-                         capture_output=True, text=True, env=_env(), timeout=300)
+                         capture_output=True, text=True, env=_env(), timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     assert "valid" in out.stderr and "overlays/prod" in out.stderr
 
@@ -86,12 +86,12 @@ def test_render_and_apply_with_config_from_a_real_shell(tmp_path):
     cfg.write_text("namespace: staging\npolicy:\n  name: fathom-search\n  storage_uri: s3://fathom/models/s/v7\n"
                    "  max_model_len: 8192\nsynthesizer: null\n")
     out = subprocess.run([sys.executable, "-m", "fathom.cli", "deploy", "render", "--config", str(cfg), "--out",
-                          str(tmp_path / "out")], capture_output=True, text=True, env=_env(), timeout=300)
+                          str(tmp_path / "out")], capture_output=True, text=True, env=_env(), timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     assert "namespace: staging" in (tmp_path / "out" / "policy.yaml").read_text()
     env = {**_env(), "KUBECONFIG": str(tmp_path / "no-such-kubeconfig")}
     out = subprocess.run([sys.executable, "-m", "fathom.cli", "deploy", "apply", "--config", str(cfg), "--no-wait"],
-                         capture_output=True, text=True, env=env, timeout=300)
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
     assert out.returncode == 1 and "no cluster configured" in out.stderr, out.stderr  # parsed, validated, no cluster
 
 
@@ -145,8 +145,8 @@ def test_runtime_priority_rules(release):
 def test_release_rules_catch_context_and_deadline(release):
     isvc = _isvc(release)
     args = isvc["spec"]["predictor"]["model"]["args"]
-    args += ["--hf-overrides", '{"rope_scaling": {"rope_type": "yarn", "factor": 2.0, '
-             '"original_max_position_embeddings": 8192}}']
+    args += ["--hf-overrides", ('{"rope_scaling": {"rope_type": "yarn", "factor": 2.0, '
+                                '"original_max_position_embeddings": 8192}}')]
     del isvc["spec"]["predictor"]["timeout"]
     runtimes = copy.deepcopy([o for o in release if o["kind"] == "ServingRuntime"])
     runtimes[0]["spec"]["containers"][0]["startupProbe"]["failureThreshold"] = 180

@@ -73,7 +73,7 @@ def parse_with_vllm(argv: list[str], python: Path, timeout_s: float = 180.0) -> 
     """Parse argv with vLLM's own parser in its virtualenv; returns the parsed namespace (JSON-able fields)."""
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     out = subprocess.run([str(python), "-c", PARSE_SCRIPT, json.dumps(argv)], capture_output=True, text=True,
-                         timeout=timeout_s, env=env)
+                         timeout=timeout_s, env=env, check=False)
     if out.returncode != 0:
         tail = "\n".join(out.stderr.strip().splitlines()[-3:])
         raise RuntimeArgsError(f"vLLM's parser refused {argv}: {tail}")

@@ -130,8 +130,8 @@ def canary_only_in_knative(isvc: dict) -> list[str]:
     last rolled-out and the new revision); a Standard deployment silently rolls out at 100 %. Not a webhook denial
     upstream: refused here so that a release never believes it is canaried when it is not."""
     if _predictor(isvc).get("canaryTrafficPercent") is not None and normalized_mode(isvc) != "Knative":
-        return [f"canaryTrafficPercent needs deployment mode Knative/Serverless (this one is "
-                f"{normalized_mode(isvc)}): Standard/RawDeployment ignores it and rolls out at 100%"]
+        return [(f"canaryTrafficPercent needs deployment mode Knative/Serverless (this one is "
+                 f"{normalized_mode(isvc)}): Standard/RawDeployment ignores it and rolls out at 100%")]
     return []
 
 

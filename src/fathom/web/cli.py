@@ -41,9 +41,9 @@ def serve_tools(
     if sum([index is not None, serper, offline, from_env]) > 1:
         raise typer.BadParameter("choose one of --offline, --index DIR, --serper, --from-env")
     if from_env or index is not None or serper:
-        _serve_production(console, host, port, drain_s, None if from_env else dict(
-            search_backend="serper" if serper else "local", index_dir=index, query_llm=query_llm,
-            cache_dir=cache_dir, allow_hosts=allow_host))
+        _serve_production(console, host, port, drain_s, None if from_env else {
+            "search_backend": "serper" if serper else "local", "index_dir": index, "query_llm": query_llm,
+            "cache_dir": cache_dir, "allow_hosts": allow_host})
         return
     try:
         with contextlib.ExitStack() as running:
