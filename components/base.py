@@ -5,10 +5,29 @@ from __future__ import annotations
 import os
 
 # Images built from images/ (tag = project version). Override with FATHOM_IMAGE_* at compile time.
-REGISTRY = os.environ.get("FATHOM_IMAGE_REGISTRY", "ghcr.io/fathom-pipelines")
-from fathom import __version__ as VERSION  # noqa: E402  (images are tagged with the project version)
-CPU_IMAGE = os.environ.get("FATHOM_IMAGE_CPU", f"{REGISTRY}/fathom-cpu:{VERSION}")
-GPU_IMAGE = os.environ.get("FATHOM_IMAGE_GPU", f"{REGISTRY}/fathom-trainer:{VERSION}")
+REGISTRY = os.environ.get("FATHOM_IMAGE_REGISTRY", "ghcr.io/fathom-pipelines").rstrip("/")
+from fathom import __version__ as VERSION
+
+DIGESTS_FILE = os.environ.get("FATHOM_IMAGE_DIGESTS",
+                              os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "images",
+                                           "digests.json"))
+
+
+def pinned_image(name: str, default: str) -> str:
+    """`name`'s `image@sha256:...` from the digests file scripts/build-images.sh --push writes, else `default`."""
+    import json
+
+    if os.path.exists(DIGESTS_FILE):
+        with open(DIGESTS_FILE) as f:
+            ref = json.load(f).get(name)
+        if ref:
+            return ref
+    return default
+
+
+CPU_IMAGE = os.environ.get("FATHOM_IMAGE_CPU") or pinned_image("fathom-cpu", f"{REGISTRY}/fathom-cpu:{VERSION}")
+GPU_IMAGE = os.environ.get("FATHOM_IMAGE_GPU") or pinned_image("fathom-trainer",
+                                                                f"{REGISTRY}/fathom-trainer:{VERSION}")
 
 GPU_NODE_LABEL = os.environ.get("FATHOM_GPU_NODE_LABEL", "fathom.ai/pool")
 GPU_NODE_VALUE = os.environ.get("FATHOM_GPU_NODE_VALUE", "gpu")

@@ -65,7 +65,7 @@ def deploy_release(
     cfg = DeployConfig.model_validate(json.loads(deploy_config or "{}"))
     state = deploy_stage(cfg, manifests_dir=manifests.path, state_dir=release.path, model_dir=Path(model.path),
                          cluster=bool(cluster), servers_dir=servers_dir_for(servers_dir, run_id),
-                         ready_timeout_s=float(ready_timeout_s))
+                         ready_timeout_s=float(ready_timeout_s), release_id=run_id)
     release.metadata.update({"mode": state["mode"], "policy": state["policy"]})
     return state["policy"]
 

@@ -17,7 +17,8 @@ from components.data import duetqa_generate, publish_dataset, sft_corpus
 # Kubernetes Secret with the object-store credentials, exposed to the publish steps as FATHOM_S3_* (ignored locally:
 # there the environment of `fathom pipeline run` is inherited).
 S3_SECRET = os.environ.get("FATHOM_S3_SECRET_NAME", "fathom-s3")
-S3_ENV = {"endpoint": "FATHOM_S3_ENDPOINT", "access_key": "FATHOM_S3_ACCESS_KEY", "secret_key": "FATHOM_S3_SECRET_KEY"}
+S3_ENV = {"endpoint": "FATHOM_S3_ENDPOINT", "access_key": "FATHOM_S3_ACCESS_KEY", "secret_key": "FATHOM_S3_SECRET_KEY",
+          "secure": "FATHOM_S3_SECURE", "region": "FATHOM_S3_REGION"}
 
 # Tiny budgets for the embedded one-box run (SmolLM2 on CPU, offline stack per step).
 _EMBEDDED_AGENT = {"max_turns": 1, "max_tokens_per_turn": 48, "max_total_tokens": 2048, "min_answer_tokens": 16}

@@ -6,6 +6,10 @@ rollback; an exit handler releases what the run started.
 
 On a cluster (`cluster=True`) the deploy step applies the manifests rendered from `deploy_config` (a JSON
 `fathom.deploy.manifests.DeployConfig`); its `storage_uri`s should be the `*_upload_uri`s the convert steps write.
+
+This pipeline is the manual path (a first release, or re-releasing a known version): it takes immutable, versioned
+checkpoint and model URIs (no defaults; a `.../latest` storage URI is refused by the DeployConfig) and is not
+scheduled. The weekly path is `fathom-retrain`, whose deploy is gated on evaluation and writes per-run prefixes.
 """
 
 import json
@@ -33,10 +37,10 @@ LOCAL_ARGUMENTS = {
               description="Convert the search model and the synthesizer, deploy them with the tool server on KServe, "
                           "smoke-test, roll back on failure.")
 def release_pipeline(
-    policy_src: str = "s3://fathom/checkpoints/fathom-search/latest",
-    policy_upload_uri: str = "s3://fathom/models/fathom-search/latest",
-    synth_src: str = "s3://fathom/checkpoints/fathom-synthesizer/latest",
-    synth_upload_uri: str = "s3://fathom/models/fathom-synthesizer/latest",
+    policy_src: str,
+    policy_upload_uri: str,
+    synth_src: str,
+    synth_upload_uri: str,
     synth_yarn_factor: float = 2.0,
     synth_original_max_pos: int = 40960,
     dtype: str = "bf16",

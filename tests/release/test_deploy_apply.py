@@ -11,10 +11,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from fathom.deploy.apply import (
+    KNOWN_GOOD_SPEC,
     PREVIOUS_SPEC,
     DeployError,
     KubeApi,
     apply_objects,
+    isvc_ready,
+    mark_known_good,
     resource_path,
     rollback_isvc,
     wait_isvc_ready,
@@ -133,28 +136,67 @@ def test_apply_creates_then_updates_and_rollback_restores(kube):
     objs = applicable(render(cfg))
     assert "Secret" not in {o["kind"] for o in objs}  # templates are never applied
     actions = apply_objects(kube.api, objs)
-    assert {a.action for a in actions} == {"created"} and len(actions) == len(objs) == 8
-    assert kube.objects[isvc_path("fathom-search")]["spec"]["predictor"]["model"]["storageUri"].endswith("/latest")
+    assert {a.action for a in actions} == {"created"} and len(actions) == len(objs) == 9
+    assert kube.objects[isvc_path("fathom-search")]["spec"]["predictor"]["model"]["storageUri"].endswith("/v1")
 
     new_policy = cfg.policy.model_copy(update={"storage_uri": "s3://fathom/models/fathom-search/v2"})
     cfg2 = DeployConfig(policy=new_policy)
-    actions = apply_objects(kube.api, applicable(render(cfg2)))
+    actions = apply_objects(kube.api, applicable(render(cfg2)), release_id="r2")
     assert {a.action for a in actions} == {"updated"}
     live = kube.objects[isvc_path("fathom-search")]
     assert live["spec"]["predictor"]["model"]["storageUri"].endswith("/v2")
     previous = json.loads(live["metadata"]["annotations"][PREVIOUS_SPEC])
-    assert previous["predictor"]["model"]["storageUri"].endswith("/latest")
+    assert previous["predictor"]["model"]["storageUri"].endswith("/v1")
+    # a retry of the same release must not record its own (new) spec as "previous"
+    apply_objects(kube.api, applicable(render(cfg2)), release_id="r2")
+    live = kube.objects[isvc_path("fathom-search")]
+    assert json.loads(live["metadata"]["annotations"][PREVIOUS_SPEC]) == previous
 
     assert wait_isvc_ready(kube.api, NS, "fathom-search", timeout_s=5, poll_s=0.1) == (
         "http://fathom-search-predictor.fathom.svc.cluster.local")
     assert rollback_isvc(kube.api, NS, "fathom-search").action == "restored"
     restored = kube.objects[isvc_path("fathom-search")]
-    assert restored["spec"]["predictor"]["model"]["storageUri"].endswith("/latest")
+    assert restored["spec"]["predictor"]["model"]["storageUri"].endswith("/v1")
     assert PREVIOUS_SPEC not in restored["metadata"]["annotations"] and "status" not in restored
 
 
+def test_rollback_goes_to_the_last_known_good_spec(kube):
+    """v1 passes its smoke test (known good); v2 is applied and fails; v3 is applied and fails: rollback → v1."""
+    def cfg(v):
+        return DeployConfig(synthesizer=None, tool_server=None, policy=DeployConfig().policy.model_copy(
+            update={"storage_uri": f"s3://fathom/models/fathom-search/{v}"}))
+
+    apply_objects(kube.api, applicable(render(cfg("v1"))), release_id="r1")
+    mark_known_good(kube.api, NS, "fathom-search")
+    apply_objects(kube.api, applicable(render(cfg("v2"))), release_id="r2")
+    apply_objects(kube.api, applicable(render(cfg("v3"))), release_id="r3")
+    live = kube.objects[isvc_path("fathom-search")]
+    assert KNOWN_GOOD_SPEC in live["metadata"]["annotations"]  # carried over by every apply
+    assert rollback_isvc(kube.api, NS, "fathom-search").action == "restored"
+    assert kube.objects[isvc_path("fathom-search")]["spec"]["predictor"]["model"]["storageUri"].endswith("/v1")
+
+
+def test_readiness_needs_the_applied_generation():
+    ready = {"type": "Ready", "status": "True"}
+    assert not isvc_ready({"metadata": {"generation": 3}, "status": {"observedGeneration": 2, "conditions": [ready]}})
+    assert isvc_ready({"metadata": {"generation": 3}, "status": {"observedGeneration": 3, "conditions": [ready]}})
+
+
+def test_apply_refuses_a_deployment_mode_change_and_keeps_hpa_replicas(kube):
+    cfg = DeployConfig(synthesizer=None)
+    apply_objects(kube.api, applicable(render(cfg)))
+    dep_path = resource_path("apps/v1", "Deployment", NS, "fathom-tools")
+    kube.objects[dep_path]["spec"]["replicas"] = 5  # scaled by the HPA
+    apply_objects(kube.api, applicable(render(cfg)))
+    assert kube.objects[dep_path]["spec"]["replicas"] == 5
+    kube.objects[isvc_path("fathom-search")]["status"] = {"deploymentMode": "RawDeployment"}
+    kube.ready = False
+    with pytest.raises(DeployError, match="deploymentMode cannot be changed from 'Standard' to 'Serverless'"):
+        apply_objects(kube.api, applicable(render(DeployConfig(synthesizer=None, deployment_mode="Serverless"))))
+
+
 def test_rollback_canary_and_first_deploy(kube):
-    cfg = DeployConfig(synthesizer=None, tool_server=None,
+    cfg = DeployConfig(synthesizer=None, tool_server=None, deployment_mode="Serverless",
                        policy=DeployConfig().policy.model_copy(update={"canary_traffic_percent": 10}))
     apply_objects(kube.api, applicable(render(cfg)))
     assert rollback_isvc(kube.api, NS, "fathom-search").action == "canary-to-0"

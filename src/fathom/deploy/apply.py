@@ -4,12 +4,23 @@ Talks to the API server through the official kubernetes client's ``ApiClient`` (
 service-account auth, TLS, request timeouts) with one generic REST path per kind, so InferenceServices,
 ServingRuntimes and core objects go through the same create/replace/patch/delete code.
 
+Release bookkeeping on each InferenceService (annotations):
+
+* ``fathom.ai/release``       the release id that applied the current spec;
+* ``fathom.ai/previous-spec`` the live spec found when a release first touched the service — recorded once per
+  release: a retried apply of the same release id keeps it (it would otherwise record the new, bad spec);
+* ``fathom.ai/known-good-spec`` the last spec that passed its smoke test (:func:`mark_known_good`).
+
 Rollback of an InferenceService, in order of preference:
 
 1. a canary is running (``canaryTrafficPercent`` > 0, Serverless mode): set it to 0 — traffic returns to the last
    rolled-out revision;
-2. the previous spec was recorded at apply time (annotation ``fathom.ai/previous-spec``): restore it;
-3. the service did not exist before this release: delete it.
+2. the last known-good spec: restore it;
+3. the previous spec recorded by this release: restore it;
+4. the service did not exist before this release: delete it.
+
+Readiness (:func:`wait_isvc_ready`) counts only when the controller has observed the applied generation
+(``status.observedGeneration`` ≥ ``metadata.generation``): a Ready condition of the old revision does not pass.
 """
 
 from __future__ import annotations
@@ -26,10 +37,13 @@ from fathom.errors import FathomError
 log = logging.getLogger(__name__)
 
 PREVIOUS_SPEC = "fathom.ai/previous-spec"
+KNOWN_GOOD_SPEC = "fathom.ai/known-good-spec"
+RELEASE_ID = "fathom.ai/release"
 PLURALS = {
     "InferenceService": "inferenceservices", "ServingRuntime": "servingruntimes", "Deployment": "deployments",
     "Service": "services", "ServiceAccount": "serviceaccounts", "Secret": "secrets", "ConfigMap": "configmaps",
     "HorizontalPodAutoscaler": "horizontalpodautoscalers", "Role": "roles", "RoleBinding": "rolebindings",
+    "NetworkPolicy": "networkpolicies",
 }
 ISVC_API = "serving.kserve.io/v1beta1"
 RETRYABLE = {429, 500, 502, 503, 504}
@@ -135,20 +149,46 @@ class Action(BaseModel):
     action: str  # created | updated | canary-to-0 | restored | deleted | absent
 
 
-def apply_objects(api: KubeApi, objs: list[dict]) -> list[Action]:
-    """Create or replace each object. An updated InferenceService records its previous spec for rollback."""
+def record_release(obj: dict, current: dict, release_id: str) -> None:
+    """Set the bookkeeping annotations of an InferenceService about to replace `current` (see module doc)."""
+    live = (current.get("metadata") or {}).get("annotations") or {}
+    mine = obj["metadata"].setdefault("annotations", {})
+    for key in (KNOWN_GOOD_SPEC,):
+        if key in live:
+            mine[key] = live[key]
+    if live.get(RELEASE_ID) == release_id and PREVIOUS_SPEC in live:  # a retry of the same release
+        mine[PREVIOUS_SPEC] = live[PREVIOUS_SPEC]
+    else:
+        mine[PREVIOUS_SPEC] = json.dumps(current.get("spec") or {}, sort_keys=True)
+    mine[RELEASE_ID] = release_id
+
+
+def apply_objects(api: KubeApi, objs: list[dict], *, release_id: str = "") -> list[Action]:
+    """Create or replace each object. An InferenceService carries the release bookkeeping (module doc); KServe's
+    update-time webhook rule (deployment mode unchanged) is checked before sending. A Deployment's live `replicas`
+    is kept when the manifest leaves it to an HPA."""
+    from fathom.deploy.webhook import deployment_mode_unchanged
+
+    release_id = release_id or time.strftime("%Y%m%dT%H%M%S")
     actions = []
     for obj in objs:
         obj = json.loads(json.dumps(obj))  # never mutate the caller's dicts
         m = obj["metadata"]
         current = api.get(obj["apiVersion"], obj["kind"], m["namespace"], m["name"])
         if current is None:
+            if obj["kind"] == "InferenceService":
+                obj["metadata"].setdefault("annotations", {})[RELEASE_ID] = release_id
             api.create(obj)
             actions.append(Action(kind=obj["kind"], name=m["name"], action="created"))
             continue
         m["resourceVersion"] = current["metadata"].get("resourceVersion")
         if obj["kind"] == "InferenceService":
-            m.setdefault("annotations", {})[PREVIOUS_SPEC] = json.dumps(current.get("spec") or {}, sort_keys=True)
+            problems = deployment_mode_unchanged(obj, current)
+            if problems:
+                raise DeployError(f"InferenceService/{m['name']}: {problems[0]}")
+            record_release(obj, current, release_id)
+        if obj["kind"] == "Deployment" and "replicas" not in obj["spec"] and "replicas" in (current.get("spec") or {}):
+            obj["spec"]["replicas"] = current["spec"]["replicas"]  # a PUT would reset the HPA's count to 1
         if obj["kind"] == "Service" and "clusterIP" in (current.get("spec") or {}):
             obj["spec"]["clusterIP"] = current["spec"]["clusterIP"]  # immutable field
         api.replace(obj)
@@ -157,8 +197,12 @@ def apply_objects(api: KubeApi, objs: list[dict]) -> list[Action]:
 
 
 def isvc_ready(isvc: dict) -> bool:
-    conditions = (isvc.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    """Ready for the applied spec: the controller observed this generation and reports Ready=True."""
+    status = isvc.get("status") or {}
+    generation = (isvc.get("metadata") or {}).get("generation")
+    if generation is not None and (status.get("observedGeneration") or 0) < generation:
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
 def wait_isvc_ready(api: KubeApi, namespace: str, name: str, *, timeout_s: float = 1800.0,
@@ -186,16 +230,27 @@ def rollback_isvc(api: KubeApi, namespace: str, name: str) -> Action:
         api.merge_patch(ISVC_API, "InferenceService", namespace, name,
                         {"spec": {"predictor": {"canaryTrafficPercent": 0}}})
         return Action(kind="InferenceService", name=name, action="canary-to-0")
-    previous = ((isvc.get("metadata") or {}).get("annotations") or {}).get(PREVIOUS_SPEC)
-    if previous:
+    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+    target = annotations.get(KNOWN_GOOD_SPEC) or annotations.get(PREVIOUS_SPEC)
+    if target:
         restored = json.loads(json.dumps(isvc))
-        restored["spec"] = json.loads(previous)
-        restored["metadata"]["annotations"].pop(PREVIOUS_SPEC)
+        restored["spec"] = json.loads(target)
+        restored["metadata"]["annotations"].pop(PREVIOUS_SPEC, None)
+        restored["metadata"]["annotations"][RELEASE_ID] = "rollback"
         restored.pop("status", None)
         api.replace(restored)
         return Action(kind="InferenceService", name=name, action="restored")
     api.delete(ISVC_API, "InferenceService", namespace, name)
     return Action(kind="InferenceService", name=name, action="deleted")
+
+
+def mark_known_good(api: KubeApi, namespace: str, name: str) -> None:
+    """Record the live spec as the last known-good one (after its smoke test passed)."""
+    isvc = api.get(ISVC_API, "InferenceService", namespace, name)
+    if isvc is None:
+        raise DeployError(f"InferenceService {namespace}/{name} does not exist")
+    api.merge_patch(ISVC_API, "InferenceService", namespace, name, {"metadata": {"annotations": {
+        KNOWN_GOOD_SPEC: json.dumps(isvc.get("spec") or {}, sort_keys=True)}}})
 
 
 def delete_objects(api: KubeApi, objs: list[dict]) -> list[Action]:

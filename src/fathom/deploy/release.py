@@ -25,6 +25,7 @@ from fathom.deploy.apply import (
     KubeApi,
     apply_objects,
     delete_objects,
+    mark_known_good,
     rollback_isvc,
     wait_isvc_ready,
 )
@@ -69,17 +70,19 @@ def render_validated(cfg: DeployConfig, out_dir: str | Path) -> list[Path]:
 def deploy_stage(cfg: DeployConfig, *, manifests_dir: str | Path, state_dir: str | Path,
                  model_dir: str | Path | None = None, cluster: bool = False, backend: str = "auto",
                  ready_timeout_s: float = 300.0, servers_dir: str | Path | None = None,
-                 api: KubeApi | None = None) -> dict[str, Any]:
+                 api: KubeApi | None = None, release_id: str = "") -> dict[str, Any]:
     """Render + validate the manifests, then apply them (cluster) or serve `model_dir` locally (recorded in
-    `servers_dir`, default `state_dir`). Writes and returns the state (`state_dir/release.json`)."""
+    `servers_dir`, default `state_dir`). Writes and returns the state (`state_dir/release.json`). `release_id` (the
+    run id) makes a retried deploy keep the previous spec recorded by its first attempt."""
     state_dir = Path(state_dir)
     servers_dir = Path(servers_dir) if servers_dir else state_dir
     files = render_validated(cfg, manifests_dir)
     state: dict[str, Any] = {"manifests": [str(p) for p in files]}
     if cluster:
         api = api or KubeApi.from_environment()
-        actions = apply_objects(api, applicable(render(cfg)))
-        state.update(mode="cluster", namespace=cfg.namespace, actions=[a.model_dump() for a in actions])
+        actions = apply_objects(api, applicable(render(cfg)), release_id=release_id)
+        state.update(mode="cluster", namespace=cfg.namespace, release_id=release_id,
+                     actions=[a.model_dump() for a in actions])
         _write_state(state_dir, state)  # before waiting: a timeout must still be rolled back / torn down
         urls = {m.name: wait_isvc_ready(api, cfg.namespace, m.name, timeout_s=ready_timeout_s) for m in cfg.models()}
         state["policy"] = f"{cfg.predictor_url(cfg.policy)}#{cfg.policy.model_name}"
@@ -108,9 +111,14 @@ def smoke_stage(state_dir: str | Path, *, expect: str | None = None, rollback: b
     report = smoke_test(state["policy"], tools_url=state.get("tools_url"), synthesizer=state.get("synthesizer"),
                         expect=expect, timeout_s=timeout_s, max_tokens=max_tokens)
     state["smoke"] = report.model_dump()
+    isvcs = [a["name"] for a in state.get("actions", []) if a["kind"] == "InferenceService"]
+    if report.ok and state.get("mode") == "cluster":
+        api = api or KubeApi.from_environment()
+        for name in isvcs:
+            mark_known_good(api, state["namespace"], name)
+        state["known_good"] = isvcs
     if not report.ok and rollback and state.get("mode") == "cluster":
         api = api or KubeApi.from_environment()
-        isvcs = [a["name"] for a in state.get("actions", []) if a["kind"] == "InferenceService"]
         state["rollback"] = [rollback_isvc(api, state["namespace"], n).model_dump() for n in isvcs]
     _write_state(Path(state_dir), state)
     if not report.ok and raise_on_failure:
