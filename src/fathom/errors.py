@@ -35,8 +35,9 @@ class EmptyStageError(FathomError):
     stage's counts (stage -> items that reached it) and `rejections` why items were dropped."""
 
     def __init__(self, stage: str, funnel: dict[str, int], rejections: dict[str, int] | None = None, *,
-                 out_dir: str | None = None, hint: str = ""):
+                 out_dir: str | None = None, hint: str = "", result=None):
         self.stage = stage
+        self.result = result  # the stage's result object (outputs were written before raising)
         self.funnel = dict(funnel)
         self.rejections = dict(rejections or {})
         self.out_dir = out_dir

@@ -407,7 +407,7 @@ async def arun_duetqa(cfg: DuetQAConfig, out_dir: Path, *, tools=None, web=None,
     res = finalize_duetqa(cfg, out_dir, stopped_by=stopped_by)
     if res.kept == 0:
         raise EmptyStageError("duetqa", res.funnel, res.rejections, out_dir=str(out_dir),
-                              hint=_empty_hint(ctx.source, res))
+                              hint=_empty_hint(ctx.source, res), result=res)
     return res
 
 
