@@ -92,7 +92,7 @@ def test_world_obfuscation_replaces_the_start_entity_or_records_none():
     w = _tiny_world()
     hop = {"subject": "Zorb Labs", "relation": "headquarters", "object": "Velport", "fact": "", "url": "", "date": None}
     qa = WorldQA(id="x", question="In which city is Zorb Labs headquartered?", answer="Velport", hops=[hop])
-    q, kind, desc = obfuscate_world_question(w, qa)
+    q, kind, _desc = obfuscate_world_question(w, qa)
     assert (q, kind) == ("In which city is an optics company founded in 1987 headquartered?", "entity_descriptor")
     hop2 = {**hop, "subject": "Ana Bel", "relation": "occupation", "object": "engineer"}
     qa2 = WorldQA(id="y", question="What is the profession of Ana Bel?", answer="engineer", hops=[hop2])
@@ -111,7 +111,6 @@ def test_decontamination_worked_examples(tmp_path):
                                  "before reaching the sea?", "answer": "y"},
     ]) + "\n")
     deco = Decontaminator(DecontamConfig(benchmarks_dir=bench, heldout_questions_per_hop=20, heldout_hops=[1, 2]))
-    held_name = sorted(deco._names.pattern.split("|"), key=len)[-1]  # some held-out entity name (regex-escaped)
     assert deco.match("who founded the company that distributed the film UHF?") == ("exact", "evalset:e1")
     assert deco.match("Who founded the company that distributed the film UHF, the comedy?")[0] in ("near", "ngram")
     assert deco.match("Tell me: which river flows through the old town of Ravensgard in northern Velmaria?")[0] \
@@ -125,8 +124,7 @@ def test_decontamination_worked_examples(tmp_path):
     assert deco.match(held.question) is not None
     name = held.hops[0]["subject"]
     assert deco.match(f"What should a report on {name} and its neighbours cover?")[0] in ("entity", "ngram")
-    assert held_name
-    kept, dropped, res = decontaminate_rows([{"prompt": "What is the population of Zzyqxport?"},
+    _kept, dropped, res = decontaminate_rows([{"prompt": "What is the population of Zzyqxport?"},
                                              {"question": held.question, "id": "leak"}], deco)
     assert res.kept == 1 and res.dropped == 1 and dropped[0]["decontam_match"].startswith("offline-heldout")
     with pytest.raises(ConfigError, match="no question"):
@@ -178,7 +176,7 @@ def test_stage2_sources_refuse_the_evaluation_file_and_make_math(tmp_path):
     assert len(rows) == 3 and {r["source"] for r in rows} == {"offline-web-3hop"} and {r["hops"] for r in rows} == {3}
     math = synthetic_math_rows(3)
     assert math == synthetic_math_rows(3) and {r["source"] for r in math} == {"math-synthetic"}
-    assert math[0]["prompt"].startswith("A ") and int(math[0]["answer"]) == eval(  # noqa: S307 - worked example
+    assert math[0]["prompt"].startswith("A ") and int(math[0]["answer"]) == eval(
         "{} - {} * {} + {}".format(*[int(x) for x in __import__("re").findall(r"\d+", math[0]["prompt"])]))
 
 

@@ -265,10 +265,10 @@ def decontaminate_rows(rows: list[dict], deco: Decontaminator) -> tuple[list[dic
 def card_section(res: DecontamResult, cfg: DecontamConfig) -> str:
     """The dataset card's "Decontamination" section."""
     lines = ["## Decontamination", "",
-             f"{res.dropped} of {res.total} training questions overlapped an evaluation set and were dropped "
-             f"({res.kept} kept). Tests: normalised exact match, MinHash Jaccard ≥ {cfg.near_threshold} of word "
-             f"3-grams, a shared word {cfg.ngram}-gram found in ≤ {cfg.max_ngram_df} evaluation questions, and "
-             "held-out world entity names.", "",
+             (f"{res.dropped} of {res.total} training questions overlapped an evaluation set and were dropped "
+              f"({res.kept} kept). Tests: normalised exact match, MinHash Jaccard ≥ {cfg.near_threshold} of word "
+              f"3-grams, a shared word {cfg.ngram}-gram found in ≤ {cfg.max_ngram_df} evaluation questions, and "
+              "held-out world entity names."), "",
              "| reason | dropped |", "|---|---:|"]
     lines += [f"| {r} | {res.by_reason.get(r, 0)} |" for r in REASONS]
     lines += ["", "| evaluation set | indexed questions | training questions dropped |", "|---|---:|---:|"]
