@@ -28,3 +28,26 @@ class ToolError(FathomError):
         self.code = code
         self.message = message
         self.retryable = retryable
+
+
+class EmptyStageError(FathomError):
+    """A data stage ended with 0 kept rows: the next step would have nothing to train on. `funnel` holds the
+    stage's counts (stage -> items that reached it) and `rejections` why items were dropped."""
+
+    def __init__(self, stage: str, funnel: dict[str, int], rejections: dict[str, int] | None = None, *,
+                 out_dir: str | None = None, hint: str = "", result=None):
+        self.stage = stage
+        self.result = result  # the stage's result object (outputs were written before raising)
+        self.funnel = dict(funnel)
+        self.rejections = dict(rejections or {})
+        self.out_dir = out_dir
+        counts = ", ".join(f"{k} {v}" for k, v in self.funnel.items())
+        top = ", ".join(f"{k} {v}" for k, v in sorted(self.rejections.items(), key=lambda kv: -kv[1])[:6])
+        msg = f"{stage} kept 0 rows (funnel: {counts})"
+        if top:
+            msg += f"; rejections: {top}"
+        if out_dir:
+            msg += f"; details in {out_dir}"
+        if hint:
+            msg += f". {hint}"
+        super().__init__(msg)

@@ -27,6 +27,16 @@ class Crash(RuntimeError):
     pass
 
 
+def _run(*args, **kw):
+    """run_duetqa; a run that keeps no row raises EmptyStageError, whose `result` these tests inspect."""
+    from fathom.errors import EmptyStageError
+
+    try:
+        return run_duetqa(*args, **kw)
+    except EmptyStageError as exc:
+        return exc.result
+
+
 def test_duetqa_outputs_load_and_rl_rows(stub, tmp_path):
     import datasets
 
@@ -50,8 +60,8 @@ def test_duetqa_outputs_load_and_rl_rows(stub, tmp_path):
         for ref in v["transcript_ref"].split("|"):
             assert ref in refs
     rl = datasets.load_from_disk(str(tmp_path / "rl" / "hf"))
-    assert rl.column_names == ["prompt", "answer", "id", "source"] and len(rl) == res.kept
-    assert set(rl["source"]) == {"duetqa"}
+    assert rl.column_names == ["prompt", "answer", "id", "source", "hops"] and len(rl) == res.kept
+    assert set(rl["source"]) == {"duetqa-model"} and all(h >= 2 for h in rl["hops"])
     card = (tmp_path / "README.md").read_text()
     assert "## Funnel" in card and "| planned | 6 |" in card and "m1:solve" in card
     cands = [json.loads(line) for line in (tmp_path / "candidates.jsonl").read_text().splitlines()]
@@ -92,9 +102,9 @@ def test_duetqa_resume_after_crash(stub, tmp_path):
 
 def test_duetqa_budgets(stub, tmp_path):
     role, tools = stub
-    res = run_duetqa(_cfg(role, n=6, max_items=2), tmp_path / "a", tools_url=tools, show_progress=False)
+    res = _run(_cfg(role, n=6, max_items=2), tmp_path / "a", tools_url=tools, show_progress=False)
     assert res.n_done == 2 and not res.complete and "incomplete" in (tmp_path / "a" / "README.md").read_text()
-    res = run_duetqa(_cfg(role, n=6, max_tokens=1, max_in_flight=1), tmp_path / "b", tools_url=tools,
+    res = _run(_cfg(role, n=6, max_tokens=1, max_in_flight=1), tmp_path / "b", tools_url=tools,
                      show_progress=False)
     assert res.n_done == 1 and res.stopped_by == "max_tokens"
 
@@ -103,7 +113,7 @@ def test_duetqa_resume_refuses_changed_settings(stub, tmp_path):
     from fathom.errors import ConfigError
 
     role, tools = stub
-    run_duetqa(_cfg(role, n=1), tmp_path, tools_url=tools, show_progress=False)
+    _run(_cfg(role, n=1), tmp_path, tools_url=tools, show_progress=False)
     with pytest.raises(ConfigError, match="different settings"):
         run_duetqa(_cfg(role, n=1, seed=5), tmp_path, tools_url=tools, show_progress=False)
 
@@ -134,9 +144,13 @@ def test_duetqa_truth_mode_checks_solvers_against_ground_truth(tmp_path):
     for r in rows:
         assert r["mode"] == "truth" and r["generator_models"]["generator"] == "offline-web-truth"
         assert truth[r["original_question"]] == r["answer"]
+    from fathom.errors import EmptyStageError
+
     with serve_stub(DuetQAStub()) as (role, tools):  # solvers that do not know the truth
-        res = asyncio.run(go(tmp_path / "ignorant", _cfg(role, n=4, source="truth")))
-    assert res.kept == 0 and res.rejections.get("m1_incorrect", 0) >= 1
+        with pytest.raises(EmptyStageError, match=r"duetqa kept 0 rows \(funnel: planned 4.*m1_incorrect") as err:
+            asyncio.run(go(tmp_path / "ignorant", _cfg(role, n=4, source="truth")))
+    res = err.value.result
+    assert res.kept == 0 and res.rejections.get("m1_incorrect", 0) >= 1 and err.value.funnel["planned"] == 4
     import datasets
 
     empty = datasets.load_from_disk(str(tmp_path / "ignorant" / "hf"))

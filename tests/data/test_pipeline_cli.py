@@ -158,7 +158,7 @@ def test_pipeline_data_runs_locally(tmp_path):
     sft = datasets.load_from_disk(str(tmp_path / "bucket" / "sft" / "hf"))
     assert len(duet) == 2 and len(sft) == 1 and sft[0]["messages"][2]["role"] == "assistant"
     rl = datasets.load_from_disk(str(tmp_path / "bucket" / "duetqa" / "rl" / "hf"))
-    assert rl.column_names == ["prompt", "answer", "id", "source"]
+    assert rl.column_names == ["prompt", "answer", "id", "source", "hops"]
     assert "| planned | 2 |" in (tmp_path / "bucket" / "duetqa" / "README.md").read_text()
     runs = list((tmp_path / "root").iterdir())
     assert len(runs) == 1

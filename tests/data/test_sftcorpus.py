@@ -129,9 +129,13 @@ def test_sftcorpus_rejections_are_kept_with_reasons(tmp_path):
     from fathom.selfplay.stub import serve_stub
     from fathom.sftdata.runner import run_sft_corpus
 
+    from fathom.errors import EmptyStageError
+
     with serve_stub(lambda prompt: "I cannot write that report.") as (role, tools):
         cfg = SFTCorpusConfig(n=2, policy=role, teacher=role)
-        res = run_sft_corpus(cfg, tmp_path, tools_url=tools, show_progress=False)
+        with pytest.raises(EmptyStageError, match=r"sft-corpus kept 0 rows \(funnel: planned 2.*no_plan") as err:
+            run_sft_corpus(cfg, tmp_path, tools_url=tools, show_progress=False)
+    res = err.value.result
     assert res.accepted == 0 and res.funnel["written"] == 2
     rejected = [json.loads(x) for x in (tmp_path / "rejected.jsonl").read_text().splitlines()]
     assert len(rejected) == 2 and all("no_plan" in r["reasons"] for r in rejected)

@@ -28,10 +28,11 @@ def test_stage2_mixture_keeps_three_hop_musique():
     mus = [{"id": "2hop__1", "question": "a?", "answer": "1"}, {"id": "4hop3__2", "question": "b?", "answer": "2"},
            {"id": "m3", "question": "c?", "answer": "3"}]
     rows = stage2_mixture([{"prompt": "d?", "answer": "x"}], [{"prompt": "1+1?", "answer": "2"}], mus)
-    assert [r["source"] for r in rows] == ["duetqa", "math", "musique", "musique"]
-    assert "a?" not in [r["prompt"] for r in rows]
-    strict = stage2_mixture([], [], mus, keep_unknown_hops=False)
-    assert [r["prompt"] for r in strict] == ["b?"]
+    assert [r["source"] for r in rows] == ["duetqa", "math", "musique"]  # unknown hop count: dropped
+    assert [r["prompt"] for r in rows if r["source"] == "musique"] == ["b?"]
+    lenient = stage2_mixture([], [], mus, keep_unknown_hops=True)
+    assert [r["prompt"] for r in lenient] == ["b?", "c?"]
+    assert hop_count({"question_decomposition": [{}, {}, {}]}) == 3
 
 
 def test_filter_keeps_what_the_policy_does_not_solve():

@@ -100,8 +100,11 @@ def filter_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder (kept.jsonl, dropped.jsonl, filter_stats.json)."),
     preset: str = typer.Option("cpu-smoke", help="gpu | cpu-smoke"),
     duetqa: Path | None = typer.Option(None, help="DuetQA rows (default: offline-web 3-hop questions)."),
-    math: Path | None = typer.Option(None, help="Math rows (s1)."),
-    musique: Path | None = typer.Option(None, help="MuSiQue rows (default: data/benchmarks/musique.jsonl)."),
+    math: str | None = typer.Option(None, help="Math rows (s1) by path or s3:// URI (default: synthetic arithmetic "
+                                    "problems)."),
+    musique: str | None = typer.Option(None, help="MuSiQue *train* rows by path or s3:// URI, restricted to ≥3 hops "
+                                       "(the evaluation file is refused; default: the offline world's 3-hop "
+                                       "questions)."),
     limit: int | None = typer.Option(None, help="At most this many rows per source (default 4 for cpu-smoke)."),
     tools: str | None = typer.Option(None, help="Tool server URL (default: start the offline stack)."),
     attempts: int = typer.Option(1, help="Rollouts per question."),

@@ -115,20 +115,24 @@ def offline_rows(n: int = 8, *, hops: int = 2, seed: int = 0) -> list[dict]:
 
 
 def hop_count(row: dict) -> int | None:
-    """Hops of a multi-hop row: a ``hops`` field (int or list) or MuSiQue's id prefix (``3hop1__...``)."""
+    """Hops of a multi-hop row: a ``hops`` field (int or list), MuSiQue's ``question_decomposition`` or its id
+    prefix (``3hop1__...``)."""
     h = row.get("hops")
     if isinstance(h, int):
         return h
     if isinstance(h, list):
         return len(h)
+    d = row.get("question_decomposition")
+    if isinstance(d, list) and d:
+        return len(d)
     m = re.match(r"(\d)hop", str(row.get("id", "")))
     return int(m.group(1)) if m else None
 
 
 def stage2_mixture(duetqa: list[dict], math: list[dict], musique: list[dict], *, min_hops: int = 3,
-                   keep_unknown_hops: bool = True) -> list[dict]:
+                   keep_unknown_hops: bool = False) -> list[dict]:
     """Stage-2 pool (method.md §4): DuetQA + math + MuSiQue restricted to ≥ ``min_hops`` hops (rows with an
-    unknown hop count are kept when ``keep_unknown_hops``). Ids are namespaced by source."""
+    unknown hop count are dropped unless ``keep_unknown_hops``). Ids are namespaced by source."""
     out: list[dict] = []
     for src, rows in (("duetqa", duetqa), ("math", math)):
         out += [{**r, "source": r.get("source") or src} for r in rows]
@@ -147,3 +151,34 @@ def write_jsonl(rows: Iterable[dict], path: Path) -> Path:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     return path
+
+
+_MATH_ITEMS = ["crates", "books", "seedlings", "bolts", "tickets", "bottles", "jars", "coils"]
+_MATH_PLACES = ["warehouse", "library", "nursery", "workshop", "box office", "depot", "pantry", "factory"]
+
+
+def synthetic_math_rows(n: int, *, seed: int = 0) -> list[dict]:
+    """`n` deterministic multi-step arithmetic word problems with integer answers (source ``math-synthetic``):
+    the embedded default's stand-in for the s1 math set (pass s1 rows by path/URI on a cluster)."""
+    import random
+
+    rows = []
+    for i in range(n):
+        r = random.Random(f"fathom-math/{seed}/{i}")
+        item, place = r.choice(_MATH_ITEMS), r.choice(_MATH_PLACES)
+        a, k, b, c = r.randint(120, 900), r.randint(2, 9), r.randint(11, 60), r.randint(15, 300)
+        kind = i % 3
+        if kind == 0:
+            q = (f"A {place} holds {a} {item}. It ships {k} lots of {b} {item} and then receives {c} more. "
+                 f"How many {item} does it hold now?")
+            ans = a - k * b + c
+        elif kind == 1:
+            q = (f"A {place} packs {a} {item} into boxes of {k}, then gives away {k + 1} full boxes. How many full "
+                 f"boxes does it keep?")
+            ans = a // k - (k + 1)
+        else:
+            q = (f"Each of {k} shelves in a {place} holds {b} {item}; {c % 50 + 1} {item} are removed from every "
+                 f"shelf. How many {item} remain in total?")
+            ans = k * max(0, b - (c % 50 + 1))
+        rows.append({"id": f"math-synthetic-{seed}-{i:05d}", "prompt": q, "answer": str(ans)})
+    return normalize_rows(rows, source="math-synthetic")

@@ -3,7 +3,13 @@
 The paper says only "adversarially filtered against the stage-1 checkpoint"; here a row is kept when the policy's
 pass rate over ``attempts`` rollouts is ≤ ``max_pass_rate`` (default: never solved). Progress is appended to
 ``OUT/progress.jsonl`` one row at a time, so a crashed filter resumes where it stopped; results are
-``OUT/kept.jsonl``, ``OUT/dropped.jsonl`` and ``OUT/filter_stats.json``.
+``OUT/kept.jsonl``, ``OUT/dropped.jsonl`` and ``OUT/filter_stats.json``. A filter that keeps no row raises
+:class:`~fathom.errors.EmptyStageError` (stage 2 would have nothing to train on).
+
+The mixture's sources (:func:`build_and_filter`): DuetQA rows; math rows (s1 by path/URI, or on the embedded
+default synthetic arithmetic problems); ≥3-hop multi-hop rows — MuSiQue *train* by path/URI (the evaluation file
+``data/benchmarks/musique.jsonl`` is refused), or on the embedded default the offline world's 3-hop questions.
+Rows whose hop count is unknown are dropped from the multi-hop source (counted in the stats).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from fathom.errors import ConfigError, EmptyStageError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +65,9 @@ def filter_against_policy(rows: list[dict], model_dir: Path, tools_url: str, out
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if not rows:
+        raise EmptyStageError("stage-2 filter", {"mixture": 0, "kept": 0}, out_dir=str(out),
+                              hint="the stage-2 mixture is empty (no DuetQA, math or multi-hop rows)")
     progress = out / "progress.jsonl"
     done: dict[str, list[bool]] = {}
     if progress.exists():
@@ -107,24 +118,80 @@ def filter_against_policy(rows: list[dict], model_dir: Path, tools_url: str, out
     stats = {"total": len(rows), "kept": len(kept), "dropped": len(dropped), "by_source": by_source,
              "attempts": cfg.attempts, "max_pass_rate": cfg.max_pass_rate}
     (out / "filter_stats.json").write_text(json.dumps(stats, indent=2))
+    if not kept:
+        raise EmptyStageError("stage-2 filter", {"mixture": len(rows), "kept": 0},
+                              {f"solved:{k}": v["total"] - v["kept"] for k, v in by_source.items()}, out_dir=str(out),
+                              hint=f"the stage-1 policy solves every row at pass rate > {cfg.max_pass_rate}")
     return stats
 
 
+def _is_evaluation_file(path: Path) -> str | None:
+    """Why `path` is an evaluation set (inside the benchmarks folder, or mostly its questions), else None."""
+    from fathom.selfplay.decontam import read_eval_questions
+    from fathom.selfplay.dedup import default_benchmarks_dir
+    from fathom.selfplay.text import normalize_text
+
+    bench = default_benchmarks_dir()
+    if bench is None or not Path(bench).is_dir():
+        return None
+    rp = path.resolve()
+    if rp.parent == Path(bench).resolve():
+        return f"it is in the evaluation folder {bench}"
+    from fathom.rl.data import read_records
+
+    qs = [normalize_text(str(r.get("question") or r.get("prompt") or "")) for r in read_records(path)[:200]]
+    evals = {normalize_text(q) for _, q in read_eval_questions(bench)}
+    hits = sum(q in evals for q in qs if q)
+    if qs and hits >= max(1, len(qs) // 2):
+        return f"{hits} of its first {len(qs)} questions are evaluation questions"
+    return None
+
+
+def multihop_rows(musique: str | Path | None, *, limit: int | None, n_offline: int) -> list[dict]:
+    """The ≥3-hop source: MuSiQue train rows from a path or URI (never the evaluation file), or on the embedded
+    default the offline world's 3-hop questions (``source=offline-web-3hop``, ``hops=3``)."""
+    from fathom.rl.data import load_rl_rows, normalize_rows, offline_rows
+
+    if musique is None:
+        rows = offline_rows(limit or n_offline, hops=3, seed=1)
+        return normalize_rows(({**r, "source": "offline-web-3hop"} for r in rows), where="offline 3-hop rows")
+    from fathom import storage
+
+    path = storage.localize(str(musique)) if storage.is_s3(str(musique)) else Path(musique)
+    why = _is_evaluation_file(Path(path))
+    if why:
+        raise ConfigError(f"refusing {musique} as stage-2 training data: {why}. Pass MuSiQue *train* "
+                          "(e.g. musique_ans_v1.0_train.jsonl by path or s3:// URI) or omit it to use the offline "
+                          "world's 3-hop questions")
+    return load_rl_rows(Path(path), source="musique", limit=limit)
+
+
 def build_and_filter(out_dir: Path, *, model: str, tools_url: str | None, preset: str = "cpu-smoke",
-                     duetqa: Path | None = None, math: Path | None = None, musique: Path | None = None,
+                     duetqa: Path | None = None, math: str | Path | None = None, musique: str | Path | None = None,
                      n_offline: int = 4, limit_per_source: int | None = None, **cfg_overrides: Any) -> dict[str, Any]:
-    """The stage-2 data step: build the mixture (DuetQA + math + ≥3-hop MuSiQue; offline: the repo's MuSiQue file
-    and the offline web's 3-hop ground-truth questions) and filter it against the stage-1 policy."""
-    from fathom.rl.data import load_rl_rows, offline_rows, stage2_mixture
+    """The stage-2 data step: build the mixture (DuetQA + math + ≥3-hop multi-hop; see the module doc for the
+    embedded defaults of each) and filter it against the stage-1 policy."""
+    from fathom.rl.data import hop_count, load_rl_rows, offline_rows, stage2_mixture, synthetic_math_rows
     from fathom.rl.stage import resolve_model_dir, tool_backend
 
     duet = load_rl_rows(duetqa, source="duetqa", limit=limit_per_source) if duetqa else offline_rows(n_offline, hops=3)
-    maths = load_rl_rows(math, source="math", limit=limit_per_source) if math else []
-    if musique is None:
-        default = Path(__file__).resolve().parents[3] / "data" / "benchmarks" / "musique.jsonl"
-        musique = default if default.exists() else None
-    mus = load_rl_rows(musique, source="musique", limit=limit_per_source) if musique else []
+    if math is not None:
+        from fathom import storage
+
+        mpath = storage.localize(str(math)) if storage.is_s3(str(math)) else Path(math)
+        maths = load_rl_rows(Path(mpath), source="math", limit=limit_per_source)
+    else:
+        maths = synthetic_math_rows(limit_per_source or n_offline)
+    mus = multihop_rows(musique, limit=limit_per_source, n_offline=n_offline)
     rows = stage2_mixture(duet, maths, mus)
+    hops = [hop_count(r) for r in mus]
+    mixture = {"duetqa": len(duet), "math": len(maths), "multihop_in": len(mus),
+               "multihop_unknown_hops": sum(h is None for h in hops),
+               "multihop_under_3_hops": sum(h is not None and h < 3 for h in hops), "pool": len(rows)}
+    log.info("stage-2 mixture: %s", mixture)
     cfg = FilterConfig.preset(preset, **cfg_overrides)
     with tool_backend(tools_url) as url:
-        return filter_against_policy(rows, resolve_model_dir(model), url, out_dir, cfg)
+        stats = filter_against_policy(rows, resolve_model_dir(model), url, out_dir, cfg)
+    stats["mixture"] = mixture
+    (Path(out_dir) / "filter_stats.json").write_text(json.dumps(stats, indent=2))
+    return stats

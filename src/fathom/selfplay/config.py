@@ -10,7 +10,26 @@ from pydantic import BaseModel, Field, field_validator
 
 from fathom.config import RoleConfig
 
+#: Role spec of the offline web's expert search policy (fathom.web.offline.expert.ExpertPolicy): a search solver
+#: that walks a world question's evidence path through the real tool server. Valid for M1/M2 (and the SFT policy).
+EXPERT_SPEC = "expert:offline-web"
 PACKAGE_DIR = Path(__file__).parent
+
+
+def is_expert(spec: str | None) -> bool:
+    return isinstance(spec, str) and spec.strip().startswith("expert:")
+
+
+def check_role_spec(v: str, *, expert_ok: bool) -> str:
+    """Validate a role spec early with a clear message (`expert:offline-web` only where `expert_ok`)."""
+    if is_expert(v):
+        if not expert_ok:
+            raise ValueError(f"{v!r}: the expert is a search policy; it cannot play this role")
+        if v.strip() != EXPERT_SPEC:
+            raise ValueError(f"unknown expert {v!r}: the only one is {EXPERT_SPEC!r}")
+        return v.strip()
+    RoleConfig.parse(v)
+    return v
 DEFAULT_THEMES = PACKAGE_DIR / "themes.txt"
 DEFAULT_SEEDS = PACKAGE_DIR / "seeds.jsonl"
 
@@ -69,20 +88,36 @@ class DuetQAConfig(BaseModel):
         default="both", description="mixture: chain facts gathered for k sampled themes; seeded: rewrite a seed "
         "question's scaffold with new facts; both: each item draws its mode (seeded_fraction).")
     seeded_fraction: float = Field(default=0.5, ge=0.0, le=1.0, description="P(seeded) when mode='both'.")
-    source: Literal["model", "truth"] = Field(
-        default="model", description="model: the generator role writes candidates from what it found by search; "
-        "truth: candidates come from the offline web's ground truth (OfflineWeb.questions), so every candidate "
-        "has a known answer and the solvers are checked against it (test mode).")
+    source: Literal["auto", "model", "world", "truth"] = Field(
+        default="auto", description="Where candidates come from. model: the paper's self-play — the generator role "
+        "(M1/M2, real endpoints) gathers facts by search across sampled themes and writes the question, M3 "
+        "obfuscates it. world: the offline web's graph composes a 1–3-hop question (hop mix `world_hops`), a "
+        "deterministic world-grounded obfuscator replaces the starting entity by a unique descriptor of its facts, "
+        "and the search solvers (the expert `expert:offline-web` on the embedded default) must reach the answer "
+        "through the tool server while M3 without search fails. truth: test mode — the world's 2-hop questions "
+        "verbatim, verified by the configured LLM roles. auto (default): world when both search roles are the "
+        "expert, model otherwise.")
+    world_hops: dict[int, float] = Field(default={1: 0.2, 2: 0.5, 3: 0.3}, description="world source: mix of "
+                                         "question hop counts (weights; each item draws its level from (seed, "
+                                         "index), so resumed or enlarged runs plan the same items).")
+    expert_max_result_chars: int = Field(default=600, ge=100, description="Tool results shown to the expert "
+                                         "solver are cut to this many characters (the warm start's setting).")
     k_choices: list[int] = Field(default=[5, 6, 7], description="Number of themes sampled per item, uniformly.")
     cutoff: dt.date = Field(default=dt.date(2024, 1, 1), description="At least one hop must be dated on/after this.")
     themes_path: Path = Field(default=DEFAULT_THEMES, description="Theme bank (one theme per line, # comments).")
     seeds_path: Path = Field(default=DEFAULT_SEEDS, description="Seed bank JSONL {id, question, answer?, scaffold?}.")
     seed: int = Field(default=0, description="Random seed: item plans (themes, mode, seed question) derive from it.")
 
-    m1: str = Field(default="local:smollm2", description="Search-enabled model M1: generator (even items), solver.")
-    m2: str = Field(default="local:smollm2", description="Search-enabled model M2: generator (odd items), solver.")
+    m1: str = Field(default=EXPERT_SPEC, description="Search-enabled model M1: generator (even items) and solver "
+                    "(model source); search solver (world/truth). `expert:offline-web` is the offline web's expert "
+                    "search policy (a solver only); with both M1 and M2 the expert, source=auto picks the world "
+                    "source. Any other spec: local:<model> or URL#model[@KEY_ENV].")
+    m2: str = Field(default=EXPERT_SPEC, description="Search-enabled model M2: generator (odd items), solver "
+                    "(see m1).")
     m3: str = Field(default="local:smollm2", description="No-search model M3: obfuscator and no-search solver.")
-    judge: str = Field(default="local:smollm2", description="Answer judge (falls back to normalised matching).")
+    judge: str = Field(default="local:smollm2", description="Answer judge (falls back to normalised matching). "
+                       "In the world source the answers are printed verbatim on the site, so a local judge is not "
+                       "asked: matching decides (an endpoint judge is still asked about non-matching answers).")
     role_concurrency: int = Field(default=4, ge=1, description="Requests in flight per role.")
     max_in_flight: int = Field(default=4, ge=1, description="Items processed concurrently.")
 
@@ -113,14 +148,37 @@ class DuetQAConfig(BaseModel):
             raise ValueError("k_choices must be a non-empty list of positive ints")
         return v
 
-    @field_validator("m1", "m2", "m3", "judge")
+    @field_validator("m1", "m2")
+    @classmethod
+    def _search_role(cls, v: str) -> str:
+        return check_role_spec(v, expert_ok=True)
+
+    @field_validator("m3", "judge")
     @classmethod
     def _role(cls, v: str) -> str:
-        RoleConfig.parse(v)  # validates the spec early with a clear message
+        return check_role_spec(v, expert_ok=False)
+
+    @field_validator("world_hops")
+    @classmethod
+    def _hops(cls, v: dict[int, float]) -> dict[int, float]:
+        if not v or any(h < 1 or h > 3 for h in v) or any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("world_hops: hop levels 1..3 with non-negative weights, at least one positive")
         return v
 
+    def resolved_source(self) -> str:
+        """The source this config runs (``auto`` resolved)."""
+        if self.source != "auto":
+            return self.source
+        return "world" if is_expert(self.m1) and is_expert(self.m2) else "model"
+
     def roles(self) -> dict[str, RoleConfig]:
-        return {name: RoleConfig.parse(getattr(self, name)) for name in ("m1", "m2", "m3", "judge")}
+        """The model roles (endpoints or local models); expert solvers are not model roles."""
+        return {name: RoleConfig.parse(getattr(self, name)) for name in ("m1", "m2", "m3", "judge")
+                if not is_expert(getattr(self, name))}
+
+    def describe_roles(self) -> dict[str, str]:
+        return {name: (getattr(self, name) if is_expert(getattr(self, name))
+                       else RoleConfig.parse(getattr(self, name)).describe()) for name in ("m1", "m2", "m3", "judge")}
 
     def public_dict(self) -> dict:
         """The config as recorded in the dataset card (role specs never hold secrets, only env var names)."""

@@ -225,6 +225,10 @@ class LeakageIndex:
         hit = self._d.check(question)
         return hit[1] if hit else None
 
+    def check(self, question: str) -> tuple[str, str] | None:
+        """``("exact_duplicate" | "near_duplicate", key)`` of the indexed question this one matches, else None."""
+        return self._d.check(question)
+
 
 @lru_cache(maxsize=4)
 def _cached_leakage(folder: str, stamp: tuple, threshold: float, num_perm: int) -> LeakageIndex:

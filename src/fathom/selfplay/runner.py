@@ -9,10 +9,15 @@ Layout of the output folder ``DIR``::
     DIR/work/meta.json           the settings that must not change between resumed runs
     DIR/hf/, DIR/data/*.parquet, DIR/duetqa.jsonl    kept rows (after dedup)
     DIR/candidates.jsonl         every processed item with its funnel stage and rejection reason
-    DIR/rl/                      rows for RL: prompt, answer, id, source (hf/, data/, rl.jsonl)
+    DIR/rl/                      rows for RL: prompt, answer, id, source, hops (hf/, data/, rl.jsonl)
     DIR/README.md                dataset card with the funnel counts
 
 A crash loses at most the items in flight: a restart skips every id already in ``items.jsonl``.
+
+Sources (``DuetQAConfig.source``): ``model`` is the paper's self-play on real endpoints; ``world`` composes questions
+from the offline web's graph and verifies them with the expert search policy through the tool server
+(:mod:`fathom.selfplay.world`); ``truth`` is a test mode. A run that keeps no row raises
+:class:`~fathom.errors.EmptyStageError` after writing its outputs (the card and ``candidates.jsonl`` say why).
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from fathom.datasets_io import AppendLog, FunnelResult, dataset_card, save_dataset, write_jsonl, write_text_atomic
-from fathom.errors import ConfigError, LLMError
+from fathom.errors import ConfigError, EmptyStageError, LLMError
 from fathom.llm.base import LLMClient
 from fathom.selfplay.accounting import AccountedClient, AccountedTools, Usage
 from fathom.selfplay.banks import ItemPlan, bank_version, load_seeds, load_themes, plan_item
-from fathom.selfplay.config import DuetQAConfig
-from fathom.selfplay.dedup import LeakageIndex, dedup, default_benchmarks_dir, leakage_index
-from fathom.selfplay.filters import check_candidate
+from fathom.selfplay.config import DuetQAConfig, is_expert
+from fathom.selfplay.decontam import DecontamConfig, Decontaminator, decontaminator
+from fathom.selfplay.dedup import dedup
+from fathom.selfplay.filters import check_answer, check_candidate, check_question
 from fathom.selfplay.generate import (
     Candidate,
     Hop,
@@ -55,7 +61,8 @@ log = logging.getLogger(__name__)
 NO_SEARCH_SYSTEM = "Please answer the following question. Provide your final answer as \\boxed{YOUR_ANSWER}."
 STAGES = ["planned", "generated", "checked", "obfuscated", "verified", "kept"]
 # Settings that define which items exist; a resumed run must use the same ones.
-PINNED = ("seed", "mode", "seeded_fraction", "source", "k_choices", "cutoff", "offline_seed", "offline_pages")
+PINNED = ("seed", "mode", "seeded_fraction", "source", "k_choices", "cutoff", "offline_seed", "offline_pages",
+          "world_hops")
 
 
 class DuetQAResult(FunnelResult):
@@ -76,6 +83,7 @@ def row_features():
         "themes": List(Value("string")),
         "mode": Value("string"),
         "source": Value("string"),
+        "obfuscation": Value("string"),
         "seed_id": Value("string"),
         "hops": List({"fact": Value("string"), "url": Value("string"), "date": Value("string")}),
         "sources": List(Value("string")),
@@ -91,7 +99,7 @@ def rl_features():
     from datasets import Features, Value
 
     return Features({"prompt": Value("string"), "answer": Value("string"), "id": Value("string"),
-                     "source": Value("string")})
+                     "source": Value("string"), "hops": Value("int32")})
 
 
 # --------------------------------------------------------------------------------------------------- context
@@ -103,9 +111,12 @@ class _Ctx(StageWork):
         self.cfg = cfg
         self.clients: dict[str, AccountedClient] = {}
         self.tools: dict[str, AccountedTools] = {}
+        self.source = cfg.resolved_source()
         self.truth: list[Any] | None = None
-        self.leakage: LeakageIndex | None = None
-        self.models = {name: role.describe() for name, role in cfg.roles().items()}
+        self.world = None  # fathom.web.offline.world.World (world source)
+        self.expert = None  # the shared ExpertPolicy (expert solvers)
+        self.leakage: Decontaminator | None = None
+        self.models = cfg.describe_roles()
 
     def client(self, key: str) -> AccountedClient:
         return self.clients[key]
@@ -114,6 +125,7 @@ class _Ctx(StageWork):
 def _check_meta(cfg: DuetQAConfig, out_dir: Path, themes_v: str, seeds_v: str) -> None:
     meta_path = out_dir / "work" / "meta.json"
     pinned = {k: v for k, v in cfg.model_dump(mode="json").items() if k in PINNED}
+    pinned["source"] = cfg.resolved_source()
     pinned.update(themes=themes_v, seeds=seeds_v)
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
@@ -132,6 +144,13 @@ async def _build_clients(ctx: _Ctx, stack: AsyncExitStack, clients: dict[str, LL
     roles = cfg.roles()
     base: dict[str, LLMClient] = {}
     by_spec: dict[str, LLMClient] = {}
+    for name in ("m1", "m2"):
+        if is_expert(getattr(cfg, name)) and not (clients and name in clients):
+            if ctx.expert is None:
+                from fathom.web.offline.expert import ExpertPolicy
+
+                ctx.expert = ExpertPolicy()
+            base[name] = ctx.expert
     for name, role in roles.items():
         if clients and name in clients:
             base[name] = clients[name]
@@ -141,7 +160,7 @@ async def _build_clients(ctx: _Ctx, stack: AsyncExitStack, clients: dict[str, LL
             by_spec[spec] = make_client(role)
             stack.push_async_callback(by_spec[spec].aclose)
         base[name] = by_spec[spec]
-    sems = {name: asyncio.Semaphore(cfg.role_concurrency) for name in roles}
+    sems = {name: asyncio.Semaphore(cfg.role_concurrency) for name in base}
     tasks = {"m1:generate": "m1", "m2:generate": "m2", "m1:solve": "m1", "m2:solve": "m2",
              "m3:obfuscate": "m3", "m3:solve": "m3", "judge": "judge"}
     for key, role in tasks.items():
@@ -159,7 +178,13 @@ async def _run_agent(ctx: _Ctx, key: str, question: str, item_id: str, seed: int
     from fathom.agent import run_agent
 
     role = key.split(":")[0]
-    traj = await run_agent(question, ctx.client(key), ctx.tools[key], ctx.cfg.agent.agent_config(seed=seed))
+    if is_expert(getattr(ctx.cfg, role, None)):
+        from fathom.web.offline.expert import expert_agent_config
+
+        acfg = expert_agent_config(max_result_chars=ctx.cfg.expert_max_result_chars, seed=seed)
+    else:
+        acfg = ctx.cfg.agent.agent_config(seed=seed)
+    traj = await run_agent(question, ctx.client(key), ctx.tools[key], acfg)
     ref = f"{item_id}/{key}"
     ctx.trajs.append(_traj_record(ref, item_id, role, traj))
     if traj.status == "error" and (traj.error or "").startswith("generation failed"):
@@ -171,14 +196,15 @@ async def _run_agent(ctx: _Ctx, key: str, question: str, item_id: str, seed: int
 
 async def _generate(ctx: _Ctx, plan: ItemPlan, rec: dict) -> tuple[Candidate | None, list[str] | None]:
     cfg = ctx.cfg
-    if cfg.source == "truth":
-        if ctx.truth is None or plan.index >= len(ctx.truth):
+    if ctx.source in ("truth", "world"):
+        if ctx.truth is None or plan.index >= len(ctx.truth) or ctx.truth[plan.index] is None:
             rec["reason"] = "truth_exhausted"
             return None, None
         qa = ctx.truth[plan.index]
         hops = [Hop(fact=str(h.get("fact", "")), url=str(h.get("url", "")),
                     date=None if h.get("date") is None else str(h.get("date"))) for h in qa.hops]
         rec["truth_id"] = qa.id
+        rec["world_hops"] = [dict(h) for h in qa.hops]
         return Candidate(question=qa.question, answer=qa.answer, hops=hops), None
     key = f"{plan.generator}:generate"
     traj, ref = await _run_agent(ctx, key, gather_task(plan, cfg.cutoff), plan.id, plan.rng_seed)
@@ -212,12 +238,16 @@ async def _solve_no_search(ctx: _Ctx, question: str, item_id: str) -> tuple[str 
 
 async def _verify(ctx: _Ctx, plan: ItemPlan, question: str, gold: str):
     cfg = ctx.cfg
+    if ctx.expert is not None and ctx.truth is not None and ctx.truth[plan.index] is not None:
+        ctx.expert.register(question, ctx.truth[plan.index].hops)  # the path the question was composed from
     (t1, r1), (t2, r2), (a3, r3) = await asyncio.gather(
         _run_agent(ctx, "m1:solve", question, plan.id, plan.rng_seed + 1),
         _run_agent(ctx, "m2:solve", question, plan.id, plan.rng_seed + 2),
         _solve_no_search(ctx, question, plan.id),
     )
     judge = ctx.client("judge")
+    if ctx.source == "world" and cfg.roles()["judge"].is_local:
+        judge = None  # world answers are printed verbatim on the site: matching decides (see DuetQAConfig.judge)
     kw = {"max_tokens": cfg.judge_max_tokens}
     v1, v2, v3 = await asyncio.gather(
         judge_answer(question, gold, t1.answer, judge, transcript_ref=r1, **kw),
@@ -238,32 +268,28 @@ async def _verify(ctx: _Ctx, plan: ItemPlan, question: str, gold: str):
     return verification(v1, v2, v3, agree)
 
 
-async def process_item(ctx: _Ctx, plan: ItemPlan) -> dict:
-    """Run one item through the funnel; returns its record (stage reached, status, reason, verdicts)."""
+def _leak(ctx: _Ctx, *questions: str) -> str | None:
+    """`eval_overlap:<reason>:<evaluation key>` when a question overlaps an evaluation set (decontam)."""
+    if ctx.leakage is None:
+        return None
+    for q in questions:
+        hit = ctx.leakage.match(q)
+        if hit:
+            return f"eval_overlap:{hit[0]}:{hit[1]}"
+    return None
+
+
+def _world_obfuscate(ctx: _Ctx, plan: ItemPlan, cand: Candidate, rec: dict) -> str | None:
+    """The deterministic world-grounded obfuscation; returns the rejection reason or None."""
+    from fathom.selfplay.world import obfuscate_world_question
+
+    question, kind, desc = obfuscate_world_question(ctx.world, ctx.truth[plan.index])
+    rec.update(obfuscation=kind, descriptor=desc, question=question)
+    return check_question(question, cand.answer, ctx.cfg.filters) or _leak(ctx, question)
+
+
+async def _model_obfuscate(ctx: _Ctx, plan: ItemPlan, cand: Candidate, rec: dict) -> str | None:
     cfg = ctx.cfg
-    rec: dict[str, Any] = {
-        "id": plan.id, "index": plan.index, "mode": "truth" if cfg.source == "truth" else plan.mode,
-        "source": cfg.source, "themes": plan.themes if cfg.source != "truth" else [],
-        "seed_id": plan.seed.id if plan.seed and cfg.source != "truth" else None,
-        "generator": plan.generator, "stage": "planned", "status": "rejected", "reason": None,
-        "transcripts": {}, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    cand, explored = await _generate(ctx, plan, rec)
-    if cand is None:
-        return rec
-    rec.update(stage="generated", original_question=cand.question, answer=cand.answer,
-               hops=[h.model_dump() for h in cand.hops], themes_used=cand.themes_used)
-    filters = cfg.filters
-    if cfg.source == "truth":  # the offline world is fictional: no model knows it without search, dates aside
-        filters = filters.model_copy(update={"require_post_cutoff": False})
-    reason = check_candidate(cand, filters, cfg.cutoff, explored)
-    if reason is None and ctx.leakage is not None:
-        hit = ctx.leakage.match(cand.question)
-        reason = f"benchmark_leak:{hit}" if hit else None
-    if reason:
-        rec["reason"] = reason
-        return rec
-    rec["stage"] = "checked"
     msgs = obfuscation_messages(cand.question)
     out = await ctx.client("m3:obfuscate").chat(msgs, max_tokens=cfg.obfuscate_max_tokens, temperature=0.3,
                                                 seed=plan.rng_seed)
@@ -272,12 +298,49 @@ async def process_item(ctx: _Ctx, plan: ItemPlan) -> dict:
                       "reply": out.text})
     rec["transcripts"]["obfuscator"] = oref
     question = clean_obfuscation(out.text)
-    reason = check_obfuscation(cand.question, question, cand.answer)
+    rec.update(question=question, obfuscation="model")
+    return check_obfuscation(cand.question, question, cand.answer) or _leak(ctx, question)
+
+
+async def process_item(ctx: _Ctx, plan: ItemPlan) -> dict:
+    """Run one item through the funnel; returns its record (stage reached, status, reason, verdicts)."""
+    cfg = ctx.cfg
+    src = ctx.source
+    planned = src == "model"
+    rec: dict[str, Any] = {
+        "id": plan.id, "index": plan.index, "mode": plan.mode if planned else src,
+        "source": src, "themes": plan.themes if planned else [],
+        "seed_id": plan.seed.id if plan.seed and planned else None,
+        "generator": plan.generator, "stage": "planned", "status": "rejected", "reason": None,
+        "transcripts": {}, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    cand, explored = await _generate(ctx, plan, rec)
+    if cand is None:
+        return rec
+    rec.update(stage="generated", original_question=cand.question, answer=cand.answer,
+               hops=[h.model_dump() for h in cand.hops], themes_used=cand.themes_used)
+    if src == "world":
+        # the world's evidence path is the ground truth (1-3 hops on distinct pages, fictional, so no date rule)
+        reason = check_answer(cand.answer, cfg.filters) or check_question(cand.question, cand.answer, cfg.filters)
+    else:
+        filters = cfg.filters
+        if src == "truth":  # the offline world is fictional: no model knows it without search, dates aside
+            filters = filters.model_copy(update={"require_post_cutoff": False})
+        reason = check_candidate(cand, filters, cfg.cutoff, explored)
+    reason = reason or _leak(ctx, cand.question)
     if reason:
         rec["reason"] = reason
-        rec["question"] = question
         return rec
-    rec.update(stage="obfuscated", question=question)
+    rec["stage"] = "checked"
+    if src == "world":
+        reason = _world_obfuscate(ctx, plan, cand, rec)
+    else:
+        reason = await _model_obfuscate(ctx, plan, cand, rec)
+    if reason:
+        rec["reason"] = reason
+        return rec
+    question = rec["question"]
+    rec["stage"] = "obfuscated"
     ver = await _verify(ctx, plan, question, cand.answer)
     rec["verification"] = {k: getattr(ver, k).model_dump() for k in ("m1", "m2", "m3", "agreement")}
     if not ver.keep:
@@ -292,21 +355,36 @@ async def arun_duetqa(cfg: DuetQAConfig, out_dir: Path, *, tools=None, web=None,
                       clients: dict[str, LLMClient] | None = None,
                       on_record: Callable[[dict], None] | None = None, show_progress: bool = True) -> DuetQAResult:
     """Process every pending item, then finalise the dataset. `tools` is an agent `Tools` (e.g. `HttpTools`);
-    `web` an `OfflineWeb` (needed when `cfg.source == "truth"`); `clients` overrides role clients by role name."""
+    `web` an `OfflineWeb` (needed by the world and truth sources); `clients` overrides role clients by role name.
+    Raises :class:`~fathom.errors.EmptyStageError` (after writing every output) when no row is kept."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     themes, seeds = load_themes(cfg.themes_path), load_seeds(cfg.seeds_path)
     _check_meta(cfg, out_dir, bank_version(cfg.themes_path), bank_version(cfg.seeds_path))
     ctx = _Ctx(cfg, out_dir)
-    if cfg.source == "truth":
+    if ctx.source in ("truth", "world"):
         if web is None:
-            raise ConfigError("source='truth' needs the offline web (its ground truth gives the answers)")
-        ctx.truth = list(web.questions(cfg.n, hops=2, seed=cfg.seed))
-    if cfg.source == "model" and tools is None:
-        raise ConfigError("source='model' needs tools for the search agents")
+            raise ConfigError(f"source={ctx.source!r} needs the offline web (its ground truth gives the answers)")
+        if ctx.source == "truth":
+            ctx.truth = list(web.questions(cfg.n, hops=2, seed=cfg.seed))
+        else:
+            from fathom.selfplay.world import plan_world_questions
+
+            ctx.world = web.world
+            ctx.truth = plan_world_questions(web, cfg.n, cfg.world_hops, cfg.seed)
+    if ctx.source == "model":
+        if is_expert(cfg.m1) or is_expert(cfg.m2):
+            raise ConfigError("source='model' needs generator endpoints for M1 and M2; the expert "
+                              f"({cfg.m1 if is_expert(cfg.m1) else cfg.m2}) only solves world questions "
+                              "(use source='world' or 'auto')")
+        if tools is None:
+            raise ConfigError("source='model' needs tools for the search agents")
+    if tools is None and (is_expert(cfg.m1) or is_expert(cfg.m2)):
+        raise ConfigError("the expert search solver needs tools (the tool server serving the offline web)")
     if cfg.filters.leakage_check:
-        ctx.leakage = leakage_index(cfg.filters.benchmarks_dir or default_benchmarks_dir(),
-                                            threshold=cfg.filters.near_dup_threshold, num_perm=cfg.filters.num_perm)
+        ctx.leakage = decontaminator(DecontamConfig(benchmarks_dir=cfg.filters.benchmarks_dir,
+                                                    near_threshold=cfg.filters.near_dup_threshold,
+                                                    num_perm=cfg.filters.num_perm))
     plans = [plan_item(i, seed=cfg.seed, themes=themes, seeds=seeds, mode=cfg.mode,
                        seeded_fraction=cfg.seeded_fraction, k_choices=cfg.k_choices) for i in range(cfg.n)]
     done = set(ctx.items.latest_by_id())
@@ -326,7 +404,20 @@ async def arun_duetqa(cfg: DuetQAConfig, out_dir: Path, *, tools=None, web=None,
             ctx.runs.append({"finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                              "items": len(pending), "wall_s": round(time.perf_counter() - t0, 3),
                              "stopped_by": stopped_by, "usage": ctx.usage.as_dict()})
-    return finalize_duetqa(cfg, out_dir, stopped_by=stopped_by)
+    res = finalize_duetqa(cfg, out_dir, stopped_by=stopped_by)
+    if res.kept == 0:
+        raise EmptyStageError("duetqa", res.funnel, res.rejections, out_dir=str(out_dir),
+                              hint=_empty_hint(ctx.source, res), result=res)
+    return res
+
+
+def _empty_hint(source: str, res: DuetQAResult) -> str:
+    if not res.complete:
+        return "the run stopped early; rerun the same command to resume"
+    if source == "model":
+        return ("self-play needs capable endpoints for M1/M2/M3; on the embedded default use the world source "
+                "(m1 = m2 = 'expert:offline-web', source auto|world)")
+    return "see candidates.jsonl for each item's rejection reason"
 
 
 async def _process_all(ctx: _Ctx, pending: list[ItemPlan], n_done: int, on_record, show_progress) -> str | None:
@@ -345,6 +436,10 @@ def _verdict_row(v: dict | None) -> dict:
             "tool_calls": int(v.get("tool_calls") or 0)}
 
 
+_GENERATOR = {"truth": "offline-web-truth", "world": "offline-web-graph"}
+_OBFUSCATOR = {"world": "offline-web-descriptor"}
+
+
 def _row(rec: dict, models: dict[str, str]) -> dict:
     ver = rec.get("verification") or {}
     gen_role = rec.get("generator", "m1")
@@ -353,12 +448,13 @@ def _row(rec: dict, models: dict[str, str]) -> dict:
     return {
         "id": rec["id"], "question": rec["question"], "answer": rec["answer"],
         "original_question": rec.get("original_question"), "themes": list(rec.get("themes") or []),
-        "mode": rec.get("mode"), "source": rec.get("source"), "seed_id": rec.get("seed_id"), "hops": hops,
+        "mode": rec.get("mode"), "source": rec.get("source"), "obfuscation": rec.get("obfuscation"),
+        "seed_id": rec.get("seed_id"), "hops": hops,
         "sources": list(dict.fromkeys(h["url"] for h in hops if h["url"])),
         "verification": {k: _verdict_row(ver.get(k)) for k in ("m1", "m2", "m3", "agreement")},
         "created_at": rec.get("created_at"),
-        "generator_models": {"generator": "offline-web-truth" if rec.get("source") == "truth" else models[gen_role],
-                             "obfuscator": models["m3"], "solver_m1": models["m1"], "solver_m2": models["m2"],
+        "generator_models": {"generator": _GENERATOR.get(rec.get("source"), models[gen_role]),
+                             "obfuscator": _OBFUSCATOR.get(rec.get("source"), models["m3"]), "solver_m1": models["m1"], "solver_m2": models["m2"],
                              "solver_m3": models["m3"], "judge": models["judge"]},
     }
 
@@ -388,10 +484,13 @@ def finalize_duetqa(cfg: DuetQAConfig, out_dir: Path, *, stopped_by: str | None 
     order = {s: i for i, s in enumerate(STAGES)}
     funnel = {s: sum(1 for r in candidates if order.get(r.get("stage", "planned"), 0) >= i)
               for i, s in enumerate(STAGES)}
-    models = {name: role.describe() for name, role in cfg.roles().items()}
+    models = cfg.describe_roles()
     rows = [_row(r, models) for r in candidates if r["status"] == "kept"]
     save_dataset(rows, row_features(), out_dir, name="duetqa")
-    rl_rows = [{"prompt": r["question"], "answer": r["answer"], "id": r["id"], "source": "duetqa"} for r in rows]
+    # `source` names the dataset and the generator that produced the row (duetqa-world | duetqa-model | ...);
+    # `hops` the evidence path length (stage 2 keeps >= 3-hop questions)
+    rl_rows = [{"prompt": r["question"], "answer": r["answer"], "id": r["id"], "source": f"duetqa-{r['source']}",
+                "hops": len(r["hops"])} for r in rows]
     save_dataset(rl_rows, rl_features(), out_dir / "rl", name="rl")
     write_jsonl(candidates, out_dir / "candidates.jsonl")
     usage = Usage()
@@ -399,6 +498,17 @@ def finalize_duetqa(cfg: DuetQAConfig, out_dir: Path, *, stopped_by: str | None 
         usage.merge(run.get("usage") or {})
     complete = len(recs) >= cfg.n
     notes = _notes(cfg, len(rows), complete, stopped_by)
+    notes.append("Rows by source: " + (", ".join(f"{k} {v}" for k, v in sorted(Counter(r["source"] for r in rows)
+                                                                                 .items())) or "none")
+                 + "; by hop count: " + (", ".join(f"{k} {v}" for k, v in sorted(Counter(len(r["hops"]) for r in rows)
+                                                                                  .items())) or "none")
+                 + "; by obfuscation: " + (", ".join(f"{k} {v}" for k, v in sorted(Counter(
+                     str(r["obfuscation"]) for r in rows).items())) or "none") + ".")
+    overlaps = Counter(str(r.get("reason")).split(":")[1] for r in candidates
+                       if str(r.get("reason") or "").startswith("eval_overlap:"))
+    notes.append("Decontamination (questions overlapping an evaluation set — data/benchmarks/*.jsonl and the "
+                 "held-out offline-web world — are rejected as `eval_overlap`): "
+                 + (", ".join(f"{k} {v}" for k, v in sorted(overlaps.items())) or "0 dropped") + ".")
     card = dataset_card(
         title="DuetQA (fathom self-play)",
         summary=("Multi-hop, search-dependent QA pairs generated by multi-agent self-play (Fathom-DeepResearch "
@@ -421,11 +531,18 @@ def finalize_duetqa(cfg: DuetQAConfig, out_dir: Path, *, stopped_by: str | None 
 
 def _notes(cfg: DuetQAConfig, kept: int, complete: bool, stopped_by: str | None) -> list[str]:
     notes = []
-    if any(r.is_local for r in cfg.roles().values()):
+    source = cfg.resolved_source()
+    if source == "model" and any(r.is_local for r in cfg.roles().values()):
         notes.append("Roles ran on an in-process local model. The embedded default (SmolLM2-135M-Instruct) rarely "
                      "searches or writes valid candidates, so most items are rejected: the funnel above is the "
                      "expected outcome of an embedded run, not a fault.")
-    if cfg.source == "truth":
+    if source == "world":
+        notes.append("Source `world` (the embedded default): questions are composed from the offline web's graph "
+                     "(1-3 hops, `world_hops`); the starting entity's name is replaced by a unique descriptor built "
+                     "from its own facts (`obfuscation: entity_descriptor`; `none` when no descriptor qualifies); "
+                     "a row is kept only if the expert search policy reaches the answer through the tool server "
+                     "(M1 and M2) and the no-search solver M3 fails.")
+    if source == "truth":
         notes.append("Test mode `source=truth`: candidates are the offline web's ground-truth questions; the solvers "
                      "are judged against the known answers.")
     if kept == 0:
@@ -457,12 +574,15 @@ def run_duetqa(cfg: DuetQAConfig, out_dir: Path, *, tools_url: str | None = None
 
     if tools_url:
         web = None
-        if cfg.source == "truth":
+        if cfg.resolved_source() in ("truth", "world"):
             from fathom.web.offline import ensure_offline_web
 
             web = ensure_offline_web(seed=cfg.offline_seed, n_pages=cfg.offline_pages)
         return asyncio.run(go(tools_url, web))
-    from fathom.web.stack import offline_stack
+    from fathom.web.stack import EMBEDDED_READER, offline_stack
 
-    with offline_stack(seed=cfg.offline_seed, n_pages=cfg.offline_pages, query_llm=cfg.m3) as stack:
+    # the world source reads pages like the expert's other runs (warm start, RAPO, evaluation): the deterministic
+    # reader; self-play reads them with M3
+    reader = dict(EMBEDDED_READER) if cfg.resolved_source() == "world" else {"query_llm": cfg.m3}
+    with offline_stack(seed=cfg.offline_seed, n_pages=cfg.offline_pages, **reader) as stack:
         return asyncio.run(go(stack.tools_url, stack.web))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from fathom.config import RoleConfig
-from fathom.selfplay.config import DEFAULT_THEMES, AgentBudget
+from fathom.selfplay.config import DEFAULT_THEMES, EXPERT_SPEC, AgentBudget, check_role_spec, is_expert
 
 DEFAULT_OPEN_SEEDS = Path(__file__).parent / "seeds.jsonl"
 
@@ -29,14 +30,28 @@ class ReportFilterConfig(BaseModel):
 
 class SFTCorpusConfig(BaseModel):
     n: int = Field(default=4, ge=1, description="Items to plan (ids sft-<seed>-000000..n-1).")
+    source: Literal["auto", "model", "world"] = Field(
+        default="auto", description="model: the paper's recipe on endpoints — open-ended seeds rewritten across "
+        "themes, a search-agent trace, an LLM teacher. world: an open-ended brief on one offline-web entity and "
+        "its linked entities; the expert search policy gathers the evidence through the tool server and (with "
+        "teacher `expert:offline-web`) a deterministic world teacher writes the plan and the report from the "
+        "trace's readings, every claim cited to the page that states it. auto (default): world when the policy "
+        "is the expert, model otherwise.")
     seeds_path: Path = Field(default=DEFAULT_OPEN_SEEDS, description="Open-ended seed questions JSONL {id, question}.")
     themes_path: Path = Field(default=DEFAULT_THEMES, description="Theme bank used to rewrite the seeds.")
     themes_per_item: int = Field(default=1, ge=0, le=3, description="Themes sampled to steer each rewrite.")
     seed: int = Field(default=0, description="Random seed of the item plans.")
-    policy: str = Field(default="local:smollm2", description="Search agent that collects the trace.")
-    teacher: str = Field(default="local:smollm2", description="Teacher that writes <think>plan</think>report.")
+    policy: str = Field(default=EXPERT_SPEC, description="Search agent that collects the trace: "
+                        "`expert:offline-web` (the offline web's expert, world source) or a model role "
+                        "(local:<model> | URL#model[@KEY_ENV]).")
+    teacher: str = Field(default=EXPERT_SPEC, description="Teacher that writes <think>plan</think>report: "
+                         "`expert:offline-web` (the deterministic world report teacher; world source only) or a "
+                         "model role.")
     rewriter: str | None = Field(default=None, description="Model that rewrites seed questions across themes "
-                                 "(default: the teacher). A failed rewrite falls back to a template.")
+                                 "(model source; default: the teacher). A failed rewrite falls back to a template.")
+    world_related: int = Field(default=2, ge=1, le=4, description="world source: linked entities per brief.")
+    expert_max_result_chars: int = Field(default=600, ge=100, description="Tool results shown to the expert are "
+                                         "cut to this many characters.")
     synth_template: str = Field(default="default", description="Synthesizer system prompt template.")
     role_concurrency: int = Field(default=4, ge=1, description="Requests in flight per role.")
     max_in_flight: int = Field(default=2, ge=1, description="Items processed concurrently.")
@@ -54,13 +69,27 @@ class SFTCorpusConfig(BaseModel):
     offline_seed: int = Field(default=0, description="Offline web seed (embedded stack).")
     offline_pages: int = Field(default=120, ge=10, description="Offline web size (embedded stack).")
 
-    @field_validator("policy", "teacher", "rewriter")
+    @field_validator("policy", "teacher")
     @classmethod
-    def _role(cls, v: str | None) -> str | None:
-        if v is not None:
-            RoleConfig.parse(v)
-        return v
+    def _role(cls, v: str) -> str:
+        return check_role_spec(v, expert_ok=True)
+
+    @field_validator("rewriter")
+    @classmethod
+    def _rewriter(cls, v: str | None) -> str | None:
+        return None if v is None else check_role_spec(v, expert_ok=False)
+
+    def resolved_source(self) -> str:
+        if self.source != "auto":
+            return self.source
+        return "world" if is_expert(self.policy) else "model"
 
     def roles(self) -> dict[str, RoleConfig]:
-        return {"policy": RoleConfig.parse(self.policy), "teacher": RoleConfig.parse(self.teacher),
-                "rewriter": RoleConfig.parse(self.rewriter or self.teacher)}
+        """The model roles (the expert and the world teacher are not models)."""
+        specs = {"policy": self.policy, "teacher": self.teacher,
+                 "rewriter": self.rewriter or (None if is_expert(self.teacher) else self.teacher)}
+        return {k: RoleConfig.parse(v) for k, v in specs.items() if v is not None and not is_expert(v)}
+
+    def describe_roles(self) -> dict[str, str]:
+        return {k: (v if is_expert(v) else RoleConfig.parse(v).describe())
+                for k, v in (("policy", self.policy), ("teacher", self.teacher))}

@@ -6,6 +6,11 @@ Output folder ``DIR``::
     DIR/rejected.jsonl                            rejected items, with the teacher's output and the reasons
     DIR/README.md                                 dataset card with the funnel counts
     DIR/work/{items,trajectories,errors,runs}.jsonl   append-only logs (resume skips finished ids)
+
+Sources (``SFTCorpusConfig.source``): ``model`` (seed rewrite, search agent, LLM teacher) on endpoints; ``world``
+(the embedded default: an entity brief, the expert's trace through the tool server, the deterministic world
+teacher — :mod:`fathom.sftdata.world`). A run that accepts no row raises :class:`~fathom.errors.EmptyStageError`
+after writing its outputs.
 """
 
 from __future__ import annotations
@@ -24,12 +29,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from fathom.datasets_io import AppendLog, FunnelResult, dataset_card, save_dataset, write_jsonl, write_text_atomic
-from fathom.errors import ConfigError, LLMError
+from fathom.errors import ConfigError, EmptyStageError, LLMError
 from fathom.llm.base import LLMClient
 from fathom.selfplay.accounting import AccountedClient, AccountedTools, Usage
 from fathom.selfplay.banks import load_themes
 from fathom.selfplay.work import StageWork, run_pool
-from fathom.sftdata.config import SFTCorpusConfig
+from fathom.sftdata.config import SFTCorpusConfig, is_expert
 from fathom.sftdata.filters import check_report
 
 STAGES = ["planned", "rewritten", "traced", "written", "accepted"]
@@ -64,7 +69,7 @@ def sft_features():
         "messages": List({"role": Value("string"), "content": Value("string")}),
         "trace_urls": List(Value("string")), "cited_urls": List(Value("string")), "word_count": Value("int32"),
         "tool_calls": Value("int32"), "transcript_ref": Value("string"), "created_at": Value("string"),
-        "policy": Value("string"), "teacher": Value("string"),
+        "policy": Value("string"), "teacher": Value("string"), "source": Value("string"),
     })
 
 
@@ -123,6 +128,19 @@ class _Ctx(StageWork):
         self.cfg = cfg
         self.clients: dict[str, AccountedClient] = {}
         self.tools = None
+        self.source = cfg.resolved_source()
+        self.world = None  # the offline World (world source)
+        self.expert = None  # the ExpertPolicy (expert policy)
+
+
+def _agent_config(ctx: _Ctx, plan: SFTPlan, n_hops: int | None):
+    if is_expert(ctx.cfg.policy):
+        from fathom.web.offline.expert import expert_agent_config
+
+        hops = n_hops or 4
+        return expert_agent_config(max_result_chars=ctx.cfg.expert_max_result_chars, max_turns=2 * hops + 2,
+                                   max_total_tokens=4096 + 1024 * hops, seed=plan.rng_seed)
+    return ctx.cfg.agent.agent_config(seed=plan.rng_seed)
 
 
 async def process_sft_item(ctx: _Ctx, plan: SFTPlan) -> dict:
@@ -133,13 +151,24 @@ async def process_sft_item(ctx: _Ctx, plan: SFTPlan) -> dict:
     rec: dict[str, Any] = {"id": plan.id, "index": plan.index, "seed_id": plan.seed.id, "themes": plan.themes,
                            "stage": "planned", "status": "rejected", "reasons": [],
                            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    out = await ctx.clients["rewriter"].chat(rewrite_messages(plan.seed.question, plan.themes),
-                                            max_tokens=cfg.rewrite_max_tokens, temperature=0.7, seed=plan.rng_seed)
-    question = clean_rewrite(out.text)
-    rec["rewrite"] = "model" if question else "template"
-    question = question or template_rewrite(plan.seed.question, plan.themes)
-    rec.update(stage="rewritten", question=question)
-    traj = await run_agent(question, ctx.clients["policy"], ctx.tools, cfg.agent.agent_config(seed=plan.rng_seed))
+    wplan = None
+    if ctx.source == "world":
+        from fathom.sftdata.world import plan_world_report
+
+        wplan = plan_world_report(ctx.world, plan.index, cfg.seed, max_related=cfg.world_related)
+        question = wplan.question
+        rec.update(rewrite="world", entity=wplan.entity_id, seed_id=f"world:{wplan.entity_id}", themes=[])
+        if ctx.expert is not None:
+            ctx.expert.register(question, wplan.hops)
+    else:
+        out = await ctx.clients["rewriter"].chat(rewrite_messages(plan.seed.question, plan.themes),
+                                                max_tokens=cfg.rewrite_max_tokens, temperature=0.7, seed=plan.rng_seed)
+        question = clean_rewrite(out.text)
+        rec["rewrite"] = "model" if question else "template"
+        question = question or template_rewrite(plan.seed.question, plan.themes)
+    rec.update(stage="rewritten", question=question, source=ctx.source)
+    traj = await run_agent(question, ctx.clients["policy"], ctx.tools,
+                           _agent_config(ctx, plan, len(wplan.hops) if wplan else None))
     if traj.status == "error" and (traj.error or "").startswith("generation failed"):
         raise LLMError(f"policy: {traj.error}", retryable=True)
     ref = f"{plan.id}/policy"
@@ -148,16 +177,27 @@ async def process_sft_item(ctx: _Ctx, plan: SFTPlan) -> dict:
     urls = sorted(trajectory_urls(traj))
     rec.update(stage="traced", transcript_ref=ref, trace_urls=urls, tool_calls=len(traj.tool_calls),
                agent_status=traj.status)
-    teacher = ctx.clients["teacher"]
-    msgs = build_synth_messages(question, traj, template=cfg.synth_template,
-                                max_prompt_tokens=cfg.teacher_max_prompt_tokens, count_tokens=teacher.count_tokens)
-    out = await teacher.chat(msgs, max_tokens=cfg.teacher_max_tokens, temperature=cfg.teacher_temperature,
-                             seed=plan.rng_seed)
-    rep = parse_report(out.text, set(urls))
+    if is_expert(cfg.teacher):
+        from fathom.sftdata.world import world_report
+
+        if wplan is None:
+            raise ConfigError("the world report teacher (expert:offline-web) writes only world-source items")
+        msgs = build_synth_messages(question, traj, template=cfg.synth_template,
+                                    max_prompt_tokens=cfg.teacher_max_prompt_tokens,
+                                    count_tokens=lambda t: max(1, len(t) // 4))
+        text, finish = world_report(ctx.world, wplan, traj), "stop"
+    else:
+        teacher = ctx.clients["teacher"]
+        msgs = build_synth_messages(question, traj, template=cfg.synth_template,
+                                    max_prompt_tokens=cfg.teacher_max_prompt_tokens, count_tokens=teacher.count_tokens)
+        out = await teacher.chat(msgs, max_tokens=cfg.teacher_max_tokens, temperature=cfg.teacher_temperature,
+                                 seed=plan.rng_seed)
+        text, finish = out.text, out.finish_reason
+    rep = parse_report(text, set(urls))
     reasons = check_report(rep, cfg.filters)
-    if out.finish_reason == "length":
+    if finish == "length":
         reasons.append("truncated")
-    rec.update(stage="written", messages=[*msgs, {"role": "assistant", "content": out.text}],
+    rec.update(stage="written", messages=[*msgs, {"role": "assistant", "content": text}],
                cited_urls=rep.cited_urls, word_count=rep.word_count, reasons=reasons,
                report_check={"missing_sections": rep.missing_sections, "unsupported_urls": rep.unsupported_urls,
                              "sources_not_cited": rep.sources_not_cited,
@@ -169,13 +209,30 @@ async def process_sft_item(ctx: _Ctx, plan: SFTPlan) -> dict:
 
 async def arun_sft_corpus(cfg: SFTCorpusConfig, out_dir: Path, *, tools, clients: dict[str, LLMClient] | None = None,
                           on_record: Callable[[dict], None] | None = None,
-                          show_progress: bool = True) -> SFTCorpusResult:
+                          show_progress: bool = True, web=None) -> SFTCorpusResult:
+    """Process every pending item, then finalise. `web` (an OfflineWeb) is needed by the world source; without it
+    the world of ``cfg.offline_seed``/``offline_pages`` is loaded. Raises EmptyStageError when nothing is
+    accepted."""
     from fathom.llm import make_client
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seeds, themes = load_open_seeds(cfg.seeds_path), load_themes(cfg.themes_path)
     ctx = _Ctx(cfg, out_dir)
+    if ctx.source == "world":
+        if web is None:
+            from fathom.web.offline import ensure_offline_web
+
+            web = ensure_offline_web(seed=cfg.offline_seed, n_pages=cfg.offline_pages)
+        ctx.world = web.world
+    elif is_expert(cfg.policy) or is_expert(cfg.teacher):
+        raise ConfigError("source='model' needs model roles for the policy and the teacher; the expert "
+                          "(expert:offline-web) works on world items only (use source='world' or 'auto')")
+    if is_expert(cfg.policy):
+        from fathom.web.offline.expert import ExpertPolicy
+
+        ctx.expert = ExpertPolicy()
+        ctx.clients["policy"] = AccountedClient(ctx.expert, "policy", ctx.usage, cfg.role_concurrency)
     plans = [plan_sft_item(i, seed=cfg.seed, seeds=seeds, themes=themes, k=cfg.themes_per_item)
              for i in range(cfg.n)]
     done = set(ctx.items.latest_by_id())
@@ -207,19 +264,25 @@ async def arun_sft_corpus(cfg: SFTCorpusConfig, out_dir: Path, *, tools, clients
             ctx.runs.append({"finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                              "items": len(pending), "wall_s": round(time.perf_counter() - t0, 3),
                              "stopped_by": stopped_by, "usage": ctx.usage.as_dict()})
-    return finalize_sft_corpus(cfg, out_dir, stopped_by=stopped_by)
+    res = finalize_sft_corpus(cfg, out_dir, stopped_by=stopped_by)
+    if res.accepted == 0:
+        hint = ("the run stopped early; rerun to resume" if not res.complete else
+                "see rejected.jsonl for each item's reasons" + ("" if ctx.source == "world" else
+                "; on the embedded default use the world source (policy and teacher 'expert:offline-web')"))
+        raise EmptyStageError("sft-corpus", res.funnel, res.rejections, out_dir=str(out_dir), hint=hint, result=res)
+    return res
 
 
 def finalize_sft_corpus(cfg: SFTCorpusConfig, out_dir: Path, *, stopped_by: str | None = None) -> SFTCorpusResult:
     out_dir = Path(out_dir)
     recs = sorted(AppendLog(out_dir / "work" / "items.jsonl").latest_by_id().values(), key=lambda r: r["index"])
-    roles = cfg.roles()
+    roles = cfg.describe_roles()
     accepted = [{
         "id": r["id"], "question": r["question"], "seed_id": r["seed_id"], "themes": r.get("themes") or [],
         "messages": r["messages"], "trace_urls": r.get("trace_urls") or [], "cited_urls": r.get("cited_urls") or [],
         "word_count": int(r.get("word_count") or 0), "tool_calls": int(r.get("tool_calls") or 0),
         "transcript_ref": r.get("transcript_ref"), "created_at": r.get("created_at"),
-        "policy": roles["policy"].describe(), "teacher": roles["teacher"].describe(),
+        "policy": roles["policy"], "teacher": roles["teacher"], "source": r.get("source") or "model",
     } for r in recs if r.get("status") == "accepted"]
     rejected = [r for r in recs if r.get("status") != "accepted"]
     save_dataset(accepted, sft_features(), out_dir, name="sft")
@@ -235,7 +298,14 @@ def finalize_sft_corpus(cfg: SFTCorpusConfig, out_dir: Path, *, stopped_by: str 
         usage.merge(run.get("usage") or {})
     complete = len(recs) >= cfg.n
     notes = []
-    if any(r.is_local for r in roles.values()):
+    by_source = Counter(r["source"] for r in accepted)
+    notes.append("Rows by source: " + (", ".join(f"{k} {v}" for k, v in sorted(by_source.items())) or "none") + ".")
+    if cfg.resolved_source() == "world":
+        notes.append("Source `world` (the embedded default): each question asks for a brief on one offline-web "
+                     "entity and its linked entities; the expert search policy gathered the evidence through the "
+                     "tool server, and the world report teacher wrote the plan and report from the trace's page "
+                     "readings only (a claim is a fact whose sentence appears in the reading of the cited page).")
+    if cfg.resolved_source() == "model" and any(r.is_local for r in cfg.roles().values()):
         notes.append("Roles ran on an in-process local model. The embedded default (SmolLM2-135M-Instruct) cannot "
                      "write a cited, sectioned report, so nearly every item is rejected: expected for an embedded "
                      "run. Rejection reasons count every failed check of an item.")
@@ -270,16 +340,17 @@ def run_sft_corpus(cfg: SFTCorpusConfig, out_dir: Path, *, tools_url: str | None
     from fathom.agent import HttpTools
     from fathom.web.client import ToolClient
 
-    async def go(url: str) -> SFTCorpusResult:
+    async def go(url: str, web=None) -> SFTCorpusResult:
         client = ToolClient(url)
         try:
-            return await arun_sft_corpus(cfg, out_dir, tools=HttpTools(client, cfg.tools_preset), **kw)
+            return await arun_sft_corpus(cfg, out_dir, tools=HttpTools(client, cfg.tools_preset), web=web, **kw)
         finally:
             await client.aclose()
 
     if tools_url:
         return asyncio.run(go(tools_url))
-    from fathom.web.stack import offline_stack
+    from fathom.web.stack import EMBEDDED_READER, offline_stack
 
-    with offline_stack(seed=cfg.offline_seed, n_pages=cfg.offline_pages, query_llm=cfg.teacher) as stack:
-        return asyncio.run(go(stack.tools_url))
+    reader = dict(EMBEDDED_READER) if cfg.resolved_source() == "world" else {"query_llm": cfg.teacher}
+    with offline_stack(seed=cfg.offline_seed, n_pages=cfg.offline_pages, **reader) as stack:
+        return asyncio.run(go(stack.tools_url, stack.web))
