@@ -83,3 +83,19 @@ def publish_dataset(dataset: Input[Dataset], uri: str, name: str) -> str:
     dest = f"{uri.rstrip('/')}/{name}"
     storage.upload(dataset.path, dest)
     return dest
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def decontaminate(dataset: Input[Dataset], clean: Output[Dataset], metrics: Output[Metrics], card: Output[Markdown]):
+    """Drop and count every training question that overlaps an evaluation set (data/benchmarks/*.jsonl and the
+    held-out offline world) by normalised exact match and n-gram overlap; fails when nothing is left."""
+    from pathlib import Path
+
+    from fathom.selfplay.decontam import decontaminate_folder
+
+    res = decontaminate_folder(Path(dataset.path), Path(clean.path))
+    for key, value in res.model_dump().items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.log_metric(key, float(value))
+    clean.metadata.update({"rows": res.kept})
+    Path(card.path).write_text((Path(clean.path) / "README.md").read_text())

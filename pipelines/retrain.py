@@ -1,6 +1,7 @@
 """The end-to-end retraining pipeline (scheduled weekly, or started from the KFP UI):
 
-    plan ── DuetQA ── RAPO stage 1 ── stage-2 filter ── RAPO stage 2 ── convert ── evaluate ×benchmarks ── report
+    plan ── DuetQA ── decontaminate ── warm start ── RAPO stage 1 ── stage-2 filter ── RAPO stage 2 ── convert
+                                                                          ── evaluate ×benchmarks ── report
          └─ SFT corpus ── synthesizer SFT ── convert (YaRN ×2) ─┐                                            │
                                                                 │               quality gate vs baseline ────┘
                                                                 └── if passed: deploy (KServe) ── smoke test / rollback
@@ -22,20 +23,22 @@ first-release decision. A released candidate's evaluation is published there
 """
 
 
+import json
+
 from kfp import dsl
 
 from components.base import on_gpu_pool, with_secrets
-from components.data import duetqa_generate, publish_dataset, sft_corpus
+from components.data import decontaminate, duetqa_generate, publish_dataset, sft_corpus
 from components.evaluate import baseline_evaluation, evaluation_gate, evaluation_report
 from components.release import deploy_release, smoke_test, teardown_release
 from components.retrain import convert_trained, evaluate_candidate, retrain_plan
 from components.train import policy_warmstart, rapo_stage1, rapo_stage2, stage2_filter, synthesizer_sft
-from pipelines.data import LOCAL_ARGUMENTS as _DATA_LOCAL
 from pipelines.data import S3_ENV, S3_SECRET
 from pipelines.evaluate import DEFAULT_BENCHMARKS
-from pipelines.evaluate import LOCAL_ARGUMENTS as _EVAL_LOCAL
 from pipelines.release import LOCAL_ARGUMENTS as _RELEASE_LOCAL
 from pipelines.train import GPUS, SECRETS
+
+from fathom.evaluate.heldout import heldout_eval_config
 
 #: role API keys (judge, labeller, teacher, solvers) and object-store credentials, as env from Kubernetes Secrets
 _S3 = {S3_SECRET: S3_ENV}
@@ -90,6 +93,7 @@ def retrain_run(
                     secrets=SECRETS, retries=2, cpu="4", memory="16G")
         corpus = _cpu(sft_corpus(n=n_sft, config_json=sft_config, tools_url=tools_url), "deepresearch-sft corpus",
                       secrets=SECRETS, retries=2, cpu="4", memory="16G")
+        clean = _cpu(decontaminate(dataset=duet.outputs["rl_dataset"]), "decontaminate (vs evaluation sets)")
         with dsl.If(run_uri != "", name="publish-datasets"):
             for task, name in ((duet, "duetqa"), (corpus, "sft")):
                 _cpu(publish_dataset(dataset=task.outputs["dataset"], uri=run_uri, name=f"datasets/{name}"),
@@ -100,10 +104,10 @@ def retrain_run(
                                      config_json="{}"), "policy warm start")
         s1 = _gpu(rapo_stage1(preset=preset, tools_url=tools_url, judge=judge, labeller=labeller,
                               config_json=stage1_config_json, checkpoint_uri=stage1_checkpoints,
-                              policy=warm.outputs["model"], dataset=duet.outputs["rl_dataset"]), "RAPO stage 1")
+                              policy=warm.outputs["model"], dataset=clean.outputs["clean"]), "RAPO stage 1")
         filt = _gpu(stage2_filter(preset=preset, tools_url=tools_url, judge=judge,
                                   limit_per_source=filter_limit_per_source, policy=s1.outputs["model"],
-                                  duetqa=duet.outputs["rl_dataset"]), "stage-2 filter", gpus=1)
+                                  duetqa=clean.outputs["clean"]), "stage-2 filter", gpus=1)
         s2 = _gpu(rapo_stage2(preset=preset, tools_url=tools_url, judge=judge, labeller=labeller,
                               config_json=stage2_config_json, checkpoint_uri=stage2_checkpoints,
                               policy=s1.outputs["model"], dataset=filt.outputs["kept"]), "RAPO stage 2")
@@ -211,22 +215,28 @@ def retrain_pipeline(
 
 PIPELINE = retrain_pipeline
 
-#: The embedded run: CPU smoke presets on SmolLM2, the offline web, tiny counts, a local server, no object store.
+#: The embedded run (`fathom pipeline run retrain --local`): SmolLM2 on 2 CPU cores, the offline web, the world
+#: sources for DuetQA and the SFT corpus, the `cpu` presets (the warm start is reused from `fathom models
+#: --prepare-policy` when its inputs are the same), the gate against the base model on held-out questions of
+#: another world, a local release answering a smoke question. Tests shrink it further with `preset=cpu-smoke`.
 LOCAL_ARGUMENTS: dict = {
-    "preset": "cpu-smoke",
+    "preset": "cpu",
     "policy_base_model": "local:smollm2",
     "synth_base_model": "local:smollm2",
     "judge": "exact",
     "labeller": "heuristic",
     "tools_url": "",
-    "n_duetqa": _DATA_LOCAL["n_duetqa"],
-    "n_sft": _DATA_LOCAL["n_sft"],
-    "duetqa_config": _DATA_LOCAL["duetqa_config"],
-    "sft_config": _DATA_LOCAL["sft_config"],
-    "filter_limit_per_source": 2,
+    "n_duetqa": 12,
+    "n_sft": 8,
+    "duetqa_config": "{}",
+    "sft_config": "{}",
+    "filter_limit_per_source": 4,
+    "stage1_config_json": json.dumps({"rapo_epochs": 1.0}),
+    "stage2_config_json": json.dumps({"rapo_epochs": 1.0, "max_steps": 2}),
     "benchmarks": ["offline-web"],
-    "eval_config_json": _EVAL_LOCAL["config_json"],
-    "eval_limit": 1,
+    "eval_config_json": json.dumps({k: v for k, v in heldout_eval_config(40).items() if k != "limit"}),
+    "eval_limit": 40,
+    "baseline_policy": "local:smollm2",
     "baseline_uri": "",
     "output_uri": "",
     "namespace": "",

@@ -47,16 +47,24 @@ def test_retrain_ir_tasks_and_wiring(ir):
     spec = ir["spec"]
     assert set(spec["root"]["dag"]["tasks"]) == {"retrain-plan", "fathom-retrain-run"}
     tasks = _all_tasks(spec)
-    stages = {"duetqa-generate", "sft-corpus", "rapo-stage1", "stage2-filter", "rapo-stage2", "synthesizer-sft",
-              "convert-trained", "convert-trained-2", "evaluate-candidate", "evaluation-report", "evaluation-gate",
-              "deploy-release", "smoke-test", "teardown-release"}
+    stages = {"duetqa-generate", "decontaminate", "sft-corpus", "policy-warmstart", "rapo-stage1", "stage2-filter",
+              "rapo-stage2", "synthesizer-sft", "convert-trained", "convert-trained-2", "evaluate-candidate",
+              "evaluation-report", "baseline-evaluation", "evaluation-gate", "deploy-release", "smoke-test",
+              "teardown-release"}
     assert stages <= set(tasks)
 
     def artifact_from(task, name):
         return tasks[task][0]["inputs"]["artifacts"][name]["taskOutputArtifact"]
 
-    # the search branch: DuetQA → stage 1 → filter → stage 2 → convert → evaluate → report → gate
-    assert artifact_from("rapo-stage1", "dataset") == {"producerTask": "duetqa-generate", "outputArtifactKey": "rl_dataset"}
+    # the search branch: DuetQA → decontaminate → (warm start →) stage 1 → filter → stage 2 → convert → evaluate
+    # → report → gate against the baseline run
+    assert artifact_from("decontaminate", "dataset") == {"producerTask": "duetqa-generate",
+                                                         "outputArtifactKey": "rl_dataset"}
+    assert artifact_from("rapo-stage1", "dataset") == {"producerTask": "decontaminate", "outputArtifactKey": "clean"}
+    assert artifact_from("stage2-filter", "duetqa") == {"producerTask": "decontaminate", "outputArtifactKey": "clean"}
+    assert artifact_from("rapo-stage1", "policy") == {"producerTask": "policy-warmstart", "outputArtifactKey": "model"}
+    assert artifact_from("evaluation-gate", "baseline") == {"producerTask": "baseline-evaluation",
+                                                            "outputArtifactKey": "run"}
     assert artifact_from("stage2-filter", "policy")["producerTask"] == "rapo-stage1"
     assert artifact_from("rapo-stage2", "dataset") == {"producerTask": "stage2-filter", "outputArtifactKey": "kept"}
     assert artifact_from("convert-trained", "checkpoint")["producerTask"] == "rapo-stage2"
@@ -167,10 +175,14 @@ def test_retrain_parameters_cluster_defaults_and_local_arguments(ir):
                 "namespace", "deploy_config", "benchmarks"):
         assert key in params, key
     assert set(LOCAL_ARGUMENTS) <= set(params)
-    assert LOCAL_ARGUMENTS["preset"] == "cpu-smoke" and LOCAL_ARGUMENTS["cluster"] is False
-    assert LOCAL_ARGUMENTS["n_duetqa"] <= 2 and LOCAL_ARGUMENTS["eval_limit"] <= 2
+    assert LOCAL_ARGUMENTS["preset"] == "cpu" and LOCAL_ARGUMENTS["cluster"] is False
     assert LOCAL_ARGUMENTS["output_uri"] == "" and LOCAL_ARGUMENTS["baseline_uri"] == ""
-    json.loads(LOCAL_ARGUMENTS["eval_config_json"])
+    # the local gate: the base model evaluated now, on held-out questions of another world than the training ones
+    assert LOCAL_ARGUMENTS["baseline_policy"] == "local:smollm2"
+    ev = json.loads(LOCAL_ARGUMENTS["eval_config_json"])
+    from fathom.evaluate.heldout import HELD_OUT_WORLD_SEED
+
+    assert ev["web_seed"] == HELD_OUT_WORLD_SEED and LOCAL_ARGUMENTS["benchmarks"] == ["offline-web"]
 
 
 def test_retrain_plan_glue():

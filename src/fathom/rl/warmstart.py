@@ -95,12 +95,15 @@ class WarmStartSpec(BaseModel):
 
 def fingerprint(spec: WarmStartSpec, model_dir: Path) -> str:
     """Identity of a warm start: what it trains from (base config + weight sizes and digests of the first MB),
-    on what (world seed/pages, tool setting) and how (the config). Equal fingerprints give equal results."""
+    on what (world seed/pages, the prompt template's bytes) and how (the config). Equal fingerprints give equal results."""
     import hashlib
 
     h = hashlib.sha256()
     h.update(spec.config.model_dump_json().encode())
-    h.update(f"{spec.world_seed}|{spec.world_pages}|{WARMSTART_VERSION}".encode())
+    from fathom.agent.format import TEMPLATE_VERSION, template_sha
+
+    h.update(f"{spec.world_seed}|{spec.world_pages}|{WARMSTART_VERSION}|{TEMPLATE_VERSION}|"
+             f"{template_sha('fathom')}".encode())
     for f in sorted(model_dir.glob("*.safetensors")) + [model_dir / "config.json"]:
         with open(f, "rb") as fh:
             h.update(f"{f.name}|{f.stat().st_size}|".encode() + hashlib.sha256(fh.read(1 << 20)).digest())
@@ -186,15 +189,27 @@ def freeze_bottom(model, n_layers: int) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def length_batches(rows: list[dict], size: int, *, seed: int = 0) -> list[list[dict]]:
+    """Batches of `size` rows of similar length (sorted, then chunked; the batch order shuffled by `seed`), so
+    that little compute goes into padding."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    batches = [[rows[i] for i in order[k:k + size]] for k in range(0, len(order), size)]
+    random.Random(seed).shuffle(batches)
+    return batches
+
+
 class _Collator:
-    """Batches trajectories that share their system prefix: the prefix once, the suffixes right-padded."""
+    """Batches trajectories that share their system prefix: the prefix once, the suffixes right-padded. Takes
+    rows, or one pre-built batch (a list of rows) as the Trainer hands it over with a batch size of 1."""
 
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
 
-    def __call__(self, rows: list[dict]) -> dict:
+    def __call__(self, rows: list) -> dict:
         import torch
 
+        if len(rows) == 1 and isinstance(rows[0], list):
+            rows = rows[0]
         k = min(r["prefix_len"] for r in rows)
         prefix = rows[0]["input_ids"][:k]
         if any(r["input_ids"][:k] != prefix for r in rows):
@@ -285,7 +300,6 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
     import shutil
 
     import torch
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -334,25 +348,24 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
     trained_tokens = sum(sum(1 for x in r["labels"] if x != -100) for r in rows)
     log.info("warm start on %d trajectories (%d tokens, %d trained)", len(rows), tokens, trained_tokens)
 
+    batches = length_batches(rows, cfg.batch_size, seed=cfg.seed)
     torch.manual_seed(cfg.seed)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     trainable = freeze_bottom(model, cfg.freeze_layers)
     args = TrainingArguments(
         output_dir=str(out), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-        lr_scheduler_type="cosine", warmup_steps=max(1, int(0.05 * len(rows) * cfg.epochs
-                                                              / (cfg.batch_size * cfg.grad_accum))),
-        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        lr_scheduler_type="cosine", warmup_steps=max(1, int(0.05 * len(batches) * cfg.epochs / cfg.grad_accum)),
+        per_device_train_batch_size=1, gradient_accumulation_steps=cfg.grad_accum,  # one item = one batch
         weight_decay=0.0, max_grad_norm=1.0, logging_steps=1, save_strategy="steps", save_steps=10,
         save_total_limit=1, report_to=[], use_cpu=not torch.cuda.is_available(), seed=cfg.seed,
-        remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0,
-        group_by_length=cfg.batch_size > 1)  # similar lengths per batch: little padding
+        remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0)
     metrics_path = out / "metrics.jsonl"
     checkpoint = get_last_checkpoint(str(out)) if spec.resume else None
     if checkpoint:
         truncate_metrics(metrics_path, json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
     elif metrics_path.exists():
         metrics_path.unlink()
-    trainer = _trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(rows),
+    trainer = _trainer_class()(model=model, args=args, train_dataset=batches,
                       data_collator=_Collator(tok.pad_token_id), callbacks=[MetricsFileCallback(metrics_path)])
     trainer.train(resume_from_checkpoint=checkpoint)
     final.mkdir(parents=True, exist_ok=True)
