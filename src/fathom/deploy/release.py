@@ -108,8 +108,11 @@ def smoke_stage(state_dir: str | Path, *, expect: str | None = None, rollback: b
     """Smoke-test what the deploy stage reported. On failure in cluster mode, roll the InferenceServices back
     first, then raise DeployError (unless `raise_on_failure` is False: the caller inspects `report.ok`)."""
     state = read_state(state_dir)
-    report = smoke_test(state["policy"], tools_url=state.get("tools_url"), synthesizer=state.get("synthesizer"),
-                        expect=expect, timeout_s=timeout_s, max_tokens=max_tokens)
+    if state.get("mode") == "local":  # the local release also answers a held-out offline-web question, as a user would
+        report = _local_smoke(state, expect=expect, timeout_s=timeout_s, max_tokens=max_tokens)
+    else:
+        report = smoke_test(state["policy"], tools_url=state.get("tools_url"), synthesizer=state.get("synthesizer"),
+                            expect=expect, timeout_s=timeout_s, max_tokens=max_tokens)
     state["smoke"] = report.model_dump()
     isvcs = [a["name"] for a in state.get("actions", []) if a["kind"] == "InferenceService"]
     if report.ok and state.get("mode") == "cluster":
@@ -124,6 +127,19 @@ def smoke_stage(state_dir: str | Path, *, expect: str | None = None, rollback: b
     if not report.ok and raise_on_failure:
         raise DeployError(f"smoke test failed{' (rolled back)' if state.get('rollback') else ''}:\n{report.summary()}")
     return report
+
+
+def _local_smoke(state: dict, *, expect: str | None, timeout_s: float, max_tokens: int) -> SmokeReport:
+    """The endpoint checks plus one search-agent run of the deployed policy on a 1-hop question of the held-out
+    offline world, through its own tool server."""
+    from fathom.evaluate.heldout import HELD_OUT_WORLD_SEED
+    from fathom.web.stack import EMBEDDED_RESULT_CHARS, offline_stack
+
+    with offline_stack(seed=HELD_OUT_WORLD_SEED) as stack:
+        question = stack.web.questions(1, hops=1, seed=3)[0].question
+        return smoke_test(state["policy"], synthesizer=state.get("synthesizer"), expect=expect, timeout_s=timeout_s,
+                          max_tokens=max_tokens, agent_question=question, agent_tools_url=stack.tools_url,
+                          agent_max_result_chars=EMBEDDED_RESULT_CHARS)
 
 
 def teardown_stage(servers_dir: str | Path, *, ephemeral: bool = False, cfg: DeployConfig | None = None,

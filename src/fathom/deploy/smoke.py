@@ -71,9 +71,13 @@ def _role(spec: RoleConfig | str, timeout_s: float) -> RoleConfig:
 
 async def run_smoke(policy: RoleConfig | str | None = None, *, tools_url: str | None = None,
                     synthesizer: RoleConfig | str | None = None, chat: bool = True, question: str = QUESTION,
-                    expect: str | None = None, max_tokens: int = 16, timeout_s: float = 120.0) -> SmokeReport:
+                    expect: str | None = None, max_tokens: int = 16, timeout_s: float = 120.0,
+                    agent_question: str | None = None, agent_tools_url: str | None = None,
+                    agent_max_result_chars: int = 30_000) -> SmokeReport:
     """Call each configured endpoint once. `expect` (case-insensitive substring) is checked in the policy's raw
-    completion when given; otherwise any non-empty completion passes."""
+    completion when given; otherwise any non-empty completion passes. With `agent_question` and a tool server
+    (`agent_tools_url`), the deployed policy also runs the search agent once, as a user would: it must call a
+    tool and give a boxed answer."""
     from fathom.llm.openai import OpenAIClient
 
     report = SmokeReport()
@@ -90,6 +94,20 @@ async def run_smoke(policy: RoleConfig | str | None = None, *, tools_url: str | 
                 return repr(c.text.strip()[:80])
 
             report.checks.append(await _check("policy_completions", completion, timeout_s))
+            if agent_question and agent_tools_url:
+                async def agent() -> str:
+                    from fathom.agent import AgentConfig, HttpTools, run_agent
+                    from fathom.web.client import ToolClient
+
+                    async with ToolClient(agent_tools_url) as tc:
+                        traj = await run_agent(agent_question, client, HttpTools(tc),
+                                               AgentConfig(max_turns=8, max_total_tokens=4096, max_tokens_per_turn=160,
+                                                           temperature=0.0, max_result_chars=agent_max_result_chars))
+                    assert traj.tool_calls, f"no tool call ({traj.status})"
+                    assert traj.answer is not None, f"no boxed answer ({traj.status})"
+                    return f"{len(traj.tool_calls)} tool call(s), answer {traj.answer!r} to {agent_question!r}"
+
+                report.checks.append(await _check("agent_answer", agent, timeout_s * 4))
             if chat:
                 async def chat_call() -> str:
                     c = await client.chat([{"role": "user", "content": question}], max_tokens=max_tokens)

@@ -358,7 +358,7 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
         per_device_train_batch_size=1, gradient_accumulation_steps=cfg.grad_accum,  # one item = one batch
         weight_decay=0.0, max_grad_norm=1.0, logging_steps=1, save_strategy="steps", save_steps=10,
         save_total_limit=1, report_to=[], use_cpu=not torch.cuda.is_available(), seed=cfg.seed,
-        remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0)
+        remove_unused_columns=False, disable_tqdm=False, dataloader_num_workers=0)
     metrics_path = out / "metrics.jsonl"
     checkpoint = get_last_checkpoint(str(out)) if spec.resume else None
     if checkpoint:
