@@ -31,6 +31,8 @@ The rules (:class:`TurnRules`; ``AgentConfig`` and ``RolloutConfig`` map their k
   boxes an answer, else ``budget``. No further calls are run after the forced turn.
 * The ``max_turns``-th model turn's calls are still run and recorded (the synthesizer reads them) and their results
   appended (cut to the budget); the status is ``max_turns``.
+* Environment text is never appended past the budget: when not even cut results fit, nothing is appended (the
+  calls stay in the turn's records) and the run ends (``budget``, or ``max_turns`` on the last turn).
 """
 
 from __future__ import annotations
@@ -267,6 +269,9 @@ class TurnEngine:
             self.forced = forced = True
             body, n = fit_results(pairs, fmt.force_answer_instruction(), room - r.min_answer_tokens, self.count,
                                   close)
+        if n > room:  # not even the cut results fit: nothing is appended, the transcript never exceeds the budget
+            self.status = self.status or "budget"
+            close, body, n = "", "", 0
         self.used += n
         self._step = None
         return EnvStep(close, body, n, forced=forced, tokens_left=left)
