@@ -41,8 +41,8 @@ def load_model(path: str):
 
 @dataclass
 class _Request:
-    ids: list[int]
-    max_new: int
+    prompt: str
+    max_tokens: int
     temperature: float
     top_p: float
     stop: list[str]
@@ -51,6 +51,8 @@ class _Request:
     cancel: threading.Event
     future: Future = field(default_factory=Future)
     t0: float = field(default_factory=time.perf_counter)
+    ids: list[int] = field(default_factory=list)  # filled in by the worker (tokenising off the event loop)
+    max_new: int = 1
 
     def group_key(self) -> tuple:
         """Requests with equal keys are generated together."""
@@ -119,8 +121,8 @@ def _padded_repetition_penalty(penalty: float, pads: list[int], first: list[int]
 class _Batcher:
     """One worker thread per (model, batch settings): collects requests and generates them in groups."""
 
-    def __init__(self, model, tok, lock: threading.Lock, max_batch: int, window_s: float):
-        self.model, self.tok, self.lock = model, tok, lock
+    def __init__(self, model, tok, lock: threading.Lock, max_batch: int, window_s: float, context_length: int):
+        self.model, self.tok, self.lock, self.context_length = model, tok, lock, context_length
         self.max_batch, self.window_s = max_batch, window_s
         self.queue: queue.Queue[_Request] = queue.Queue()
         self.batch_sizes: list[int] = []  # observability (tests, benchmarks)
@@ -133,7 +135,8 @@ class _Batcher:
 
     def _collect(self) -> list[_Request]:
         batch = [self.queue.get()]
-        deadline = time.perf_counter() + self.window_s
+        start = time.perf_counter()
+        deadline = start + self.window_s
         while len(batch) < self.max_batch:
             try:  # everything already queued (it arrived while the last batch generated), then a short window
                 batch.append(self.queue.get_nowait())
@@ -147,7 +150,20 @@ class _Batcher:
                 batch.append(self.queue.get(timeout=left))
             except queue.Empty:
                 break
-        return [r for r in batch if r.future.set_running_or_notify_cancel() and not r.cancel.is_set()]
+            # a burst keeps the window open (each arrival extends it), up to 10 windows in all
+            deadline = min(start + 10 * self.window_s, time.perf_counter() + self.window_s)
+        live = []
+        for r in batch:
+            if not r.future.set_running_or_notify_cancel() or r.cancel.is_set():
+                continue  # its caller is gone
+            try:
+                r.ids = list(self.tok(r.prompt, add_special_tokens=False).input_ids)
+            except Exception as exc:  # noqa: BLE001 - the caller gets the error, the worker lives on
+                r.future.set_exception(exc)
+                continue
+            r.max_new = max(1, min(int(r.max_tokens), self.context_length - len(r.ids)))
+            live.append(r)
+        return live
 
     def _run(self) -> None:
         while True:
@@ -158,7 +174,7 @@ class _Batcher:
             for reqs in groups.values():
                 try:
                     outs = self._generate(reqs)
-                except BaseException as exc:  # noqa: BLE001 - every waiter gets the error, the worker lives on
+                except Exception as exc:  # noqa: BLE001 - every waiter gets the error, the worker lives on
                     for r in reqs:
                         r.future.set_exception(exc)
                     continue
@@ -237,7 +253,8 @@ class LocalClient(LLMClient):
             if max_batch > 1:
                 key = (self.path, max_batch, float(batch_window_s))
                 if key not in self._batchers:
-                    self._batchers[key] = _Batcher(self._model, self._tok, self._lock, max_batch, batch_window_s)
+                    self._batchers[key] = _Batcher(self._model, self._tok, self._lock, max_batch, batch_window_s,
+                                                   self.context_length or 8192)
                 self._batcher = self._batchers[key]
 
     @property
@@ -301,10 +318,8 @@ class LocalClient(LLMClient):
             except asyncio.CancelledError:
                 cancel.set()  # the worker thread stops at its next token instead of running on
                 raise
-        ids = self._tok(prompt, add_special_tokens=False).input_ids
-        ctx = self.context_length or 8192
-        req = _Request(ids=list(ids), max_new=max(1, min(int(max_tokens), ctx - len(ids))),
-                       temperature=float(temperature or 0.0), top_p=float(top_p), stop=list(stop or []), seed=seed,
+        req = _Request(prompt=prompt, max_tokens=int(max_tokens), temperature=float(temperature or 0.0),
+                       top_p=float(top_p), stop=list(stop or []), seed=seed,
                        repetition_penalty=float(repetition_penalty) if repetition_penalty else None, cancel=cancel)
         try:
             return await asyncio.wrap_future(self._batcher.submit(req))
