@@ -16,10 +16,12 @@ from fathom.agent.loop import AgentConfig, run_agent
 from fathom.agent.parse import ParsedCall, ParseError, extract_boxed, parse_tool_calls, validate_call
 from fathom.agent.tools import FunctionTools, HttpTools, Tools
 from fathom.agent.trajectory import Segment, ToolCallRecord, ToolResult, Trajectory, Turn
+from fathom.agent.turn import TurnEngine, TurnRules, run_calls
 
 __all__ = [
     "PRESETS", "TEMPLATE_VERSION", "AgentConfig", "FunctionTools", "HttpTools", "ParseError", "ParsedCall",
-    "Segment", "ToolCallRecord", "ToolResult", "Tools", "Trajectory", "Turn", "build_prompt", "extract_boxed",
+    "Segment", "ToolCallRecord", "ToolResult", "Tools", "Trajectory", "Turn", "TurnEngine", "TurnRules",
+    "build_prompt", "extract_boxed",
     "format_tool_response_turn", "load_template", "parse_tool_calls", "preset_schemas", "run_agent",
-    "validate_call",
+    "run_calls", "validate_call",
 ]

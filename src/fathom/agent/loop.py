@@ -1,20 +1,11 @@
 """The search agent loop: generate a turn, run its tool calls concurrently, append the results, repeat.
 
 One model turn is generated with raw prompt text (``policy.complete``) so the prompt bytes are exactly the trained
-format (:mod:`fathom.agent.format`). The loop ends when
-
-* a turn has no tool call: ``answered`` if the model's turns contain a ``\\boxed{}`` answer, else ``no_answer``
-  (after ``max_nudges`` reminders);
-* the token budget runs low: the forced-answer instruction is appended to the last user turn and one final turn is
-  generated (``answered`` if it boxes an answer, else ``budget``);
-* ``max_turns`` model turns were generated (``max_turns``);
-* a generation still fails after ``step_retries`` retries (``error``; never restarts the trajectory).
-
-Budget: ``used`` counts the tokens of the transcript so far (the policy's ``count_tokens`` and the server's usage).
-A normal turn may generate ``min(max_tokens_per_turn, budget - used - reserve - min_answer_tokens)`` tokens, so the
-room for the forced answer is always kept; after each round of tool results, if fewer than
-``min_answer_tokens + min_turn_tokens`` would remain, the loop forces the answer (truncating tool results if even
-they do not fit).
+format (:mod:`fathom.agent.format`). Everything after generation — parsing the calls, running them, the environment
+text appended after the turn, reminders, the forced answer and the final status — is the shared turn engine
+(:mod:`fathom.agent.turn`), the very code RL rollouts use; see its doc for the rules. This module adds what only
+inference has: server usage as the token count, per-step retries (a generation that still fails after
+``step_retries`` retries ends the run with status ``error``; never restarts the trajectory) and progress events.
 """
 
 from __future__ import annotations
@@ -22,22 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
 
 from pydantic import BaseModel, Field
 
 from fathom.agent import format as fmt
-from fathom.agent.parse import ParseError, extract_boxed, parse_tool_calls, split_tool_calls
-from fathom.agent.tools import Tools, error_result
-from fathom.agent.trajectory import Segment, ToolCallRecord, ToolResult, Trajectory, Turn
+from fathom.agent.tools import Tools
+from fathom.agent.trajectory import Segment, Trajectory, Turn
+from fathom.agent.turn import TRUNCATION_MARK, EventCallback, TurnEngine, TurnRules, run_calls
+from fathom.agent.turn import emit as _emit
 from fathom.errors import LLMError
 from fathom.llm.base import Completion, LLMClient
 
 log = logging.getLogger(__name__)
 
-EventCallback = Callable[[dict[str, Any]], None]
-TRUNCATION_MARK = "\n[... truncated]"
+__all__ = ["TRUNCATION_MARK", "AgentConfig", "EventCallback", "run_agent"]
 
 
 class AgentConfig(BaseModel):
@@ -71,35 +60,15 @@ class AgentConfig(BaseModel):
     max_nudges: int = Field(default=1, ge=0, description="Reminders sent when a turn has neither a tool call nor a "
                             "boxed answer, before the loop gives up with status no_answer.")
 
-
-class _State:
-    """Mutable bookkeeping of one run (kept out of the public record types)."""
-
-    def __init__(self, traj: Trajectory, used: int):
-        self.traj = traj
-        self.used = used
-        self.nudges = 0
-
-    def add(self, role: str, text: str, tokens: int | None = None, count: Callable[[str], int] | None = None):
-        if not text:
-            return
-        self.traj.segments.append(Segment(role=role, text=text))
-        if tokens is None and count is not None:
-            tokens = count(text)
-        self.used += tokens or 0
-
-
-def _emit(on_event: EventCallback | None, event: dict[str, Any]) -> None:
-    if on_event is None:
-        return
-    try:
-        on_event(event)
-    except Exception:  # a broken progress display must not break a run
-        log.exception("on_event callback failed for %s", event.get("type"))
-
-
-def _cap(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + TRUNCATION_MARK
+    def turn_rules(self, context_length: int | None = None) -> TurnRules:
+        """The shared turn engine's settings (the budget is capped by the policy's context length)."""
+        return TurnRules(max_turns=self.max_turns,
+                         max_total_tokens=min(self.max_total_tokens, context_length or self.max_total_tokens),
+                         max_tokens_per_turn=self.max_tokens_per_turn, min_answer_tokens=self.min_answer_tokens,
+                         min_turn_tokens=self.min_turn_tokens, reserve_tokens=self.reserve_tokens,
+                         max_nudges=self.max_nudges, max_calls_per_turn=self.max_calls_per_turn,
+                         max_call_chars=self.max_call_chars, max_result_chars=self.max_result_chars,
+                         max_parallel_calls=self.max_parallel_calls, tool_timeout_s=self.tool_timeout_s)
 
 
 async def _generate(policy: LLMClient, prompt: str, max_new: int, cfg: AgentConfig, turn: int,
@@ -121,64 +90,6 @@ async def _generate(policy: LLMClient, prompt: str, max_new: int, cfg: AgentConf
     return None, cfg.step_retries, err, time.perf_counter() - t0
 
 
-async def _run_calls(tools: Tools, turn: int, parsed: list, cfg: AgentConfig,
-                     on_event: EventCallback | None) -> list[ToolCallRecord]:
-    """Execute the turn's valid calls concurrently (bounded); parse errors become error observations."""
-    sem = asyncio.Semaphore(cfg.max_parallel_calls)
-
-    async def one(i: int, item) -> ToolCallRecord:
-        if isinstance(item, ParseError):
-            res = ToolResult(text=item.observation, error=item.code)
-            _emit(on_event, {"type": "call_error", "turn": turn, "index": i, "code": item.code,
-                             "message": item.message})
-            return ToolCallRecord(turn=turn, index=i, name=item.name, arguments=item.arguments, raw=item.raw,
-                                  result=res.text, error=res.error)
-        if i >= cfg.max_calls_per_turn:
-            res = error_result("too_many_calls", f"at most {cfg.max_calls_per_turn} calls per round; this call "
-                               "was not run")
-            return ToolCallRecord(turn=turn, index=i, name=item.name, arguments=item.arguments, raw=item.raw,
-                                  result=res.text, error=res.error)
-        async with sem:
-            _emit(on_event, {"type": "call_start", "turn": turn, "index": i, "name": item.name,
-                             "arguments": item.arguments})
-            t0 = time.perf_counter()
-            try:
-                res = await asyncio.wait_for(tools.call(item.name, item.arguments), cfg.tool_timeout_s)
-            except TimeoutError:
-                res = error_result("timeout", f"{item.name} did not finish within {cfg.tool_timeout_s:g} s")
-            except Exception as exc:  # a tool implementation bug is an observation, not a crash
-                log.exception("tool %s failed", item.name)
-                res = error_result("internal", f"{item.name} failed: {type(exc).__name__}: {exc}")
-            latency = time.perf_counter() - t0
-        text = _cap(res.text, cfg.max_result_chars)
-        _emit(on_event, {"type": "call_end", "turn": turn, "index": i, "name": item.name, "error": res.error,
-                         "latency_s": latency, "chars": len(text)})
-        return ToolCallRecord(turn=turn, index=i, name=item.name, arguments=item.arguments, raw=item.raw,
-                              result=text, error=res.error, latency_s=latency)
-
-    return list(await asyncio.gather(*(one(i, item) for i, item in enumerate(parsed))))
-
-
-def _fit_results(pairs: list[tuple[str, str]], extra: str, budget_tokens: int,
-                 count: Callable[[str], int]) -> tuple[str, int]:
-    """Env text for a forced round whose tool results are cut (longest first, deterministically) until the turn
-    fits in ``budget_tokens``. Returns (env text, its token count)."""
-    pairs = list(pairs)
-    for _ in range(24):
-        env = fmt.user_turn(fmt.tool_results_content(pairs, extra))
-        n = count(env)
-        if n <= budget_tokens:
-            return env, n
-        longest = max(range(len(pairs)), key=lambda k: len(pairs[k][1]), default=None)
-        if longest is None or len(pairs[longest][1]) <= 40:
-            break
-        raw, res = pairs[longest]
-        pairs[longest] = (raw, res[: len(res) // 2] + TRUNCATION_MARK)
-    pairs = [(raw, "[result omitted: the token budget is exhausted]") for raw, _ in pairs]
-    env = fmt.user_turn(fmt.tool_results_content(pairs, extra))
-    return env, count(env)
-
-
 async def run_agent(question: str, policy: LLMClient, tools: Tools, config: AgentConfig | None = None, *,
                     on_event: EventCallback | None = None) -> Trajectory:
     """Run the search agent on one question and return its full trajectory (never raises for model/tool
@@ -191,92 +102,55 @@ async def run_agent(question: str, policy: LLMClient, tools: Tools, config: Agen
                       template_version=fmt.TEMPLATE_VERSION if cfg.template == "fathom" else "custom",
                       template_sha=fmt.template_sha(cfg.template), preset=getattr(tools, "preset", ""),
                       policy=getattr(policy, "model", ""))
-    st = _State(traj, count(prompt))
-    budget = min(cfg.max_total_tokens, policy.context_length or cfg.max_total_tokens)
-    forced = False
-    status: str | None = None
+    rules = cfg.turn_rules(policy.context_length)
+    eng = TurnEngine(rules, tools.schemas, count, count(prompt))
 
-    for turn_idx in range(cfg.max_turns):
-        room = budget - st.used - cfg.reserve_tokens
-        max_new = min(cfg.max_tokens_per_turn, room if forced else room - cfg.min_answer_tokens)
-        if max_new < 1 and not forced and turn_idx == 0:
-            max_new = min(cfg.max_tokens_per_turn, room)  # tiny budget: no room for a forced turn, just answer
-        if max_new < 1:
-            status = "budget"
+    def add(role: str, text: str) -> None:
+        if text:
+            traj.segments.append(Segment(role=role, text=text))  # type: ignore[arg-type]
+
+    while not eng.done:
+        turn_idx, forced = eng.n_turns, eng.forced
+        max_new = eng.max_new_tokens()
+        if eng.done:
             break
         _emit(on_event, {"type": "turn_start", "turn": turn_idx, "max_new_tokens": max_new, "forced": forced,
-                         "used_tokens": st.used})
+                         "used_tokens": eng.used})
         c, retries, err, gen_latency = await _generate(policy, traj.transcript, max_new, cfg, turn_idx, on_event)
         if c is None:
             traj.error = f"generation failed after {retries + 1} attempts: {err}"
-            status = "error"
+            eng.status = "error"
             break
         text = fmt.strip_stop(c.text)
         cut = c.finish_reason == "length"
         turn = Turn(index=turn_idx, text=text, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
                     latency_s=gen_latency, finish_reason=c.finish_reason, forced=forced, retries=retries)
         traj.turns.append(turn)
-        if c.prompt_tokens > 0:
-            st.used = c.prompt_tokens + c.completion_tokens
-        else:
-            st.used += count(text)
-        st.add("model", text, tokens=0)
-        if cut:
-            st.add("env", fmt.IM_END, count=count)
-        else:
-            st.add("model", fmt.IM_END, count=count)
-
-        if forced:
-            turn_end = {"type": "turn_end", "turn": turn_idx, "n_calls": 0, "text": text,
-                        "completion_tokens": c.completion_tokens, "latency_s": gen_latency}
-            _emit(on_event, turn_end)
-            status = "answered" if extract_boxed(traj.model_text) else "budget"
-            break
-
-        has_tags = bool(split_tool_calls(text))
-        if not has_tags:
-            _emit(on_event, {"type": "turn_end", "turn": turn_idx, "n_calls": 0, "text": text,
-                             "completion_tokens": c.completion_tokens, "latency_s": gen_latency})
-            if extract_boxed(traj.model_text) is not None:
-                status = "answered"
-                break
-            if st.nudges >= cfg.max_nudges or turn_idx + 1 >= cfg.max_turns:
-                status = "no_answer"
-                break
-            st.nudges += 1
-            pairs: list[tuple[str, str]] = []
-            content_extra = fmt.nudge_instruction()
-        else:
-            parsed = parse_tool_calls(text, tools.schemas, max_call_chars=cfg.max_call_chars)
+        add("model", text)
+        if not cut:
+            add("model", fmt.IM_END)
+        usage = c.prompt_tokens + c.completion_tokens if c.prompt_tokens > 0 else None
+        step = eng.model_turn(text, cut=cut, used=usage)
+        end = {"type": "turn_end", "turn": turn_idx, "n_calls": len(step.calls), "text": text,
+               "completion_tokens": c.completion_tokens, "latency_s": gen_latency}
+        if step.calls:
             t_tools = time.perf_counter()
-            turn.calls = await _run_calls(tools, turn_idx, parsed, cfg, on_event)
+            turn.calls = await run_calls(tools, turn_idx, step.calls, rules, on_event)
             turn.tool_latency_s = time.perf_counter() - t_tools
-            _emit(on_event, {"type": "turn_end", "turn": turn_idx, "n_calls": len(turn.calls), "text": text,
-                             "completion_tokens": c.completion_tokens, "latency_s": gen_latency,
-                             "tool_latency_s": turn.tool_latency_s})
-            pairs = [(rec.raw, rec.result) for rec in turn.calls]
-            content_extra = None
-
-        if turn_idx + 1 >= cfg.max_turns:  # results still go into the record (and the synthesizer's trace)
-            st.add("env", fmt.user_turn(fmt.tool_results_content(pairs, content_extra)), count=count)
-            status = "max_turns"
+            end["tool_latency_s"] = turn.tool_latency_s
+        _emit(on_event, end)
+        if eng.done:
             break
-        env = fmt.user_turn(fmt.tool_results_content(pairs, content_extra))
-        n_env = count(env)
-        left_after = budget - st.used - n_env - cfg.reserve_tokens
-        if left_after - cfg.min_answer_tokens < cfg.min_turn_tokens:
-            forced = True
-            _emit(on_event, {"type": "force_answer", "turn": turn_idx, "tokens_left": left_after})
-            env, n_env = _fit_results(pairs, fmt.force_answer_instruction(),
-                                      budget - st.used - cfg.reserve_tokens - cfg.min_answer_tokens, count)
-        st.add("env", env, tokens=n_env)
-    else:  # pragma: no cover - the loop always breaks with a status
-        status = "max_turns"
+        env = eng.environment(turn.calls)
+        if env.forced:
+            _emit(on_event, {"type": "force_answer", "turn": turn_idx, "tokens_left": env.tokens_left})
+        add("env", env.close)
+        add("env", env.body)
 
-    traj.answer = extract_boxed(traj.model_text)
-    traj.status = status or "error"  # type: ignore[assignment]
+    traj.answer = eng.answer
+    traj.status = eng.status or "error"  # type: ignore[assignment]
     traj.completion_tokens = sum(t.completion_tokens for t in traj.turns)
-    traj.prompt_tokens = max(0, st.used - traj.completion_tokens)
+    traj.prompt_tokens = max(0, eng.used - traj.completion_tokens)
     traj.latency_s = time.perf_counter() - t_start
     _emit(on_event, {"type": "done", "status": traj.status, "answer": traj.answer, "error": traj.error,
                      "turns": len(traj.turns), "tool_calls": len(traj.tool_calls), "latency_s": traj.latency_s})

@@ -30,16 +30,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from fathom.agent.format import (
-    IM_END,
-    build_prompt,
-    preset_schemas,
-    strip_stop,
-    tool_results_content,
-    user_turn,
-)
-from fathom.agent.parse import ParseError, extract_boxed, parse_tool_calls
-from fathom.agent.trajectory import Segment, ToolCallRecord, ToolResult, Trajectory, Turn
+from fathom.agent.format import build_prompt, preset_schemas, strip_stop
+from fathom.agent.trajectory import Segment, ToolResult, Trajectory, Turn
+from fathom.agent.turn import TurnEngine, TurnRules, run_calls
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +47,9 @@ class RolloutConfig(BaseModel):
     """Horizon and sampling of training rollouts (paper: ≤ 32 tool steps, 8,192 tokens per step, 40,960 total,
     temperature 1.4, top-p 1.0)."""
 
-    max_tool_steps: int = Field(default=32, ge=0, description="Maximum tool rounds (turns with calls) per rollout.")
+    max_tool_steps: int = Field(default=32, ge=0, description="Maximum tool rounds per rollout: a rollout has at "
+                                "most max_tool_steps + 1 model turns; the calls of the last one are still run and "
+                                "recorded, status max_turns.")
     max_tokens_per_turn: int = Field(default=8192, ge=1, description="Maximum tokens the policy generates per turn.")
     max_total_tokens: int = Field(default=40960, ge=16,
                                   description="Budget of the whole transcript (prompt + all turns + tool responses).")
@@ -67,6 +62,27 @@ class RolloutConfig(BaseModel):
     max_tool_result_chars: int | None = Field(default=None, ge=16,
                                               description="Truncate each tool result to this many characters "
                                                           "(None = as the server returns it; small in CPU smoke runs).")
+    max_nudges: int = Field(default=0, ge=0, description="Reminders sent when a turn has neither a tool call nor a "
+                            "boxed answer (0: such a turn ends the rollout, status no_answer).")
+    min_answer_tokens: int | None = Field(default=None, ge=0, description="Tokens kept in reserve for the forced "
+                                          "final answer (None: min(512, max_tokens_per_turn)).")
+    min_turn_tokens: int | None = Field(default=None, ge=1, description="When a further normal turn would get "
+                                        "fewer new tokens than this, the answer is forced instead (None: min(256, "
+                                        "max_tokens_per_turn)).")
+    max_calls_per_turn: int = Field(default=16, ge=1, description="Calls beyond this in one turn get an error.")
+    max_parallel_calls: int = Field(default=1, ge=1, description="Calls of one turn run this many at a time (1: in "
+                                    "order, like the reference executor); rollouts always run concurrently.")
+
+    def turn_rules(self) -> TurnRules:
+        """The shared turn engine's settings. Token counts are exact (token ids), so no reserve is kept."""
+        per_turn = self.max_tokens_per_turn
+        return TurnRules(
+            max_turns=self.max_tool_steps + 1, max_total_tokens=self.max_total_tokens, max_tokens_per_turn=per_turn,
+            min_answer_tokens=min(512, per_turn) if self.min_answer_tokens is None else self.min_answer_tokens,
+            min_turn_tokens=min(256, per_turn) if self.min_turn_tokens is None else self.min_turn_tokens,
+            reserve_tokens=0, max_nudges=self.max_nudges, max_calls_per_turn=self.max_calls_per_turn,
+            max_result_chars=self.max_tool_result_chars, max_parallel_calls=self.max_parallel_calls,
+            tool_timeout_s=self.tool_timeout_s)
 
 
 @dataclass
@@ -192,18 +208,24 @@ class _State:
     prompt: str
     prompt_ids: list[int]
     ctx: list[int]
+    engine: TurnEngine
     completion: list[int] = field(default_factory=list)
     mask: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
-    steps: int = 0
-    status: str | None = None
     t0: float = field(default_factory=time.perf_counter)
 
     @property
     def done(self) -> bool:
-        return self.status is not None
+        return self.engine.done
+
+    def append(self, ids: list[int], policy: bool, logprobs: list[float] | None) -> None:
+        self.completion += ids
+        self.mask += [1 if policy else 0] * len(ids)
+        self.ctx += ids
+        if logprobs is not None:
+            self.logprobs += logprobs
 
 
 class RolloutEngine:
@@ -232,35 +254,9 @@ class RolloutEngine:
                 pass
         self._loop.close()
 
-    # -- tools ----------------------------------------------------------------------------------------------
-    async def _call(self, name: str, arguments: dict) -> ToolResult:
-        t0 = time.perf_counter()
-        try:
-            res = await asyncio.wait_for(self.tools.call(name, arguments), timeout=self.cfg.tool_timeout_s)
-        except TimeoutError:
-            res = ToolResult(text=f"[error:timeout] {name} did not answer within {self.cfg.tool_timeout_s:.0f} s",
-                             error="timeout")
-        except Exception as exc:  # a broken tool becomes an observation, never a crashed training step
-            res = ToolResult(text=f"[error:tool_failed] {type(exc).__name__}: {exc}", error="tool_failed")
-        if not res.latency_s:
-            res = res.model_copy(update={"latency_s": time.perf_counter() - t0})
-        return res
-
-    async def _run_calls(self, batch: list[list]) -> list[list[ToolResult]]:
-        async def one_turn(calls):
-            out = []
-            for c in calls:  # calls of one turn run in order (like the reference executor)
-                if isinstance(c, ParseError):
-                    out.append(ToolResult(text=c.observation, error=c.code))
-                else:
-                    out.append(await self._call(c.name, c.arguments))
-            return out
-
-        return list(await asyncio.gather(*(one_turn(calls) for calls in batch)))
-
-    def _clip(self, text: str) -> str:
-        n = self.cfg.max_tool_result_chars
-        return text if n is None or len(text) <= n else text[:n] + " ...[truncated]"
+    async def _run_rounds(self, pending: list[tuple[_State, Turn, list]], rules: TurnRules):
+        """The calls of every pending rollout's last turn, all rollouts concurrently."""
+        return await asyncio.gather(*(run_calls(self.tools, turn.index, calls, rules) for _, turn, calls in pending))
 
     # -- the loop -------------------------------------------------------------------------------------------
     def generate(self, questions: Sequence[str], tokenizer, generate_turn: TurnGenerator,
@@ -269,79 +265,62 @@ class RolloutEngine:
         returns whether any rank still has live rollouts (multi-process vLLM server mode); by default the loop
         ends when the local rollouts are done."""
         cfg = self.cfg
+        rules = cfg.turn_rules()
+        eos = set(_eos_ids(tokenizer))
+
+        def count(text: str) -> int:
+            return len(tokenizer(text, add_special_tokens=False).input_ids)
+
         states: list[_State] = []
         for q in questions:
             prompt = build_prompt(q, self.schemas, cfg.template)
-            ids = tokenizer(prompt, add_special_tokens=False).input_ids
-            states.append(_State(q, prompt, list(ids), list(ids)))
-            if len(ids) >= cfg.max_total_tokens:
-                states[-1].status = "budget"
+            ids = list(tokenizer(prompt, add_special_tokens=False).input_ids)
+            states.append(_State(q, prompt, ids, list(ids), TurnEngine(rules, self.schemas, count, len(ids))))
         n_turns = 0
         while True:
             live = [s for s in states if not s.done]
+            budgets = [s.engine.max_new_tokens() for s in live]
+            live, budgets = [s for s in live if not s.done], [b for b in budgets if b > 0]
             if keep_in_step is not None:
                 if not keep_in_step(bool(live)):
                     break
             elif not live:
                 break
-            budgets = [min(cfg.max_tokens_per_turn, cfg.max_total_tokens - len(s.ctx)) for s in live]
             if live:
                 rows, lps = generate_turn([s.ctx for s in live], budgets)
             else:  # other ranks are still generating: join their collective calls with a throwaway context
                 generate_turn([list(states[0].prompt_ids[:8]) or [0]], [1])
                 rows, lps = [], None
             n_turns += 1
-            pending: list[tuple[_State, list, bool]] = []
+            pending: list[tuple[_State, Turn, list]] = []
             for k, (s, new) in enumerate(zip(live, rows)):
-                s.completion += new
-                s.mask += [1] * len(new)
-                s.ctx += new
-                if lps is not None:
-                    s.logprobs += lps[k]
+                s.append(new, True, lps[k] if lps is not None else None)
                 raw = tokenizer.decode(new, skip_special_tokens=False)
-                stopped = bool(new) and new[-1] in _eos_ids(tokenizer)
+                stopped = bool(new) and new[-1] in eos
                 text = strip_stop(raw)
                 s.segments.append(Segment(role="model", text=raw))
-                turn = Turn(index=len(s.turns), text=text, completion_tokens=len(new), prompt_tokens=len(s.ctx) - len(new),
-                            finish_reason="stop" if stopped else "length")
+                turn = Turn(index=len(s.turns), text=text, completion_tokens=len(new),
+                            prompt_tokens=len(s.ctx) - len(new), finish_reason="stop" if stopped else "length",
+                            forced=s.engine.forced)
                 s.turns.append(turn)
-                calls = parse_tool_calls(text, self.schemas) if "<tool_call>" in text else []
-                if not calls:
-                    s.status = "answered" if extract_boxed(text) else ("no_answer" if stopped else "budget")
-                elif s.steps >= cfg.max_tool_steps:
-                    s.status = "max_turns"
-                elif len(s.ctx) >= cfg.max_total_tokens:
-                    s.status = "budget"
-                else:
-                    pending.append((s, calls, stopped))
+                step = s.engine.model_turn(text, cut=not stopped, used=len(s.ctx))
+                if not s.done:
+                    pending.append((s, turn, step.calls))
             if pending:
-                results = self._loop.run(self._run_calls([calls for _, calls, _ in pending]))
-                for (s, calls, stopped), res in zip(pending, results):
-                    pairs, records = [], []
-                    for c, r in zip(calls, res):
-                        text = self._clip(r.text)
-                        pairs.append((c.raw, text))
-                        records.append(ToolCallRecord(turn=len(s.turns) - 1, index=c.index,
-                                                      name=getattr(c, "name", ""), arguments=dict(c.arguments),
-                                                      raw=c.raw, result=text, error=r.error, latency_s=r.latency_s))
-                    s.turns[-1].calls = records
-                    env_text = ("" if stopped else IM_END) + user_turn(tool_results_content(pairs))
-                    env_ids = tokenizer(env_text, add_special_tokens=False).input_ids
-                    if len(s.ctx) + len(env_ids) >= cfg.max_total_tokens:
-                        s.status = "budget"
+                records = self._loop.run(self._run_rounds(pending, rules))
+                for (s, turn, _), recs in zip(pending, records):
+                    turn.calls = recs
+                    env = s.engine.environment(recs)
+                    if not env.text:
                         continue
-                    s.completion += env_ids
-                    s.mask += [0] * len(env_ids)
-                    s.ctx += env_ids
-                    if lps is not None:
-                        s.logprobs += [0.0] * len(env_ids)
-                    s.segments.append(Segment(role="env", text=env_text))
-                    s.steps += 1
+                    env_ids = list(tokenizer(env.text, add_special_tokens=False).input_ids)
+                    s.append(env_ids, False, [0.0] * len(env_ids) if lps is not None else None)
+                    s.engine.used = len(s.ctx)  # token ids are the ground truth
+                    s.segments.append(Segment(role="env", text=env.text))
         out = []
         for s in states:
-            model_text = "".join(seg.text for seg in s.segments if seg.role == "model")
             traj = Trajectory(question=s.question, prompt=s.prompt, segments=s.segments, turns=s.turns,
-                              answer=extract_boxed(model_text), status=s.status or "error",  # type: ignore[arg-type]
+                              answer=s.engine.answer, status=s.engine.status or "error",  # type: ignore[arg-type]
                               prompt_tokens=len(s.prompt_ids), completion_tokens=sum(s.mask),
                               latency_s=time.perf_counter() - s.t0, template=cfg.template, preset=cfg.preset)
             out.append(Rollout(s.prompt_ids, s.completion, s.mask, traj, s.logprobs if s.logprobs else None))

@@ -1,0 +1,104 @@
+"""Throughput of the in-process model (``LocalClient``): micro-batched vs one request at a time, in the same run.
+
+N concurrent agent-like requests (default 16): the released Fathom-Search prompt for N different questions
+(≈600 tokens each), the agent's stop strings and repetition penalty, ``--new-tokens`` new tokens (default 48).
+Decoding is greedy so both arms generate the very same tokens (the test suite checks batched == unbatched); a
+round fires all N requests at once with ``asyncio.gather`` and times them to the last completion. Arms alternate
+within each round (the order flips every round) so a noisy shared machine hits both alike. Prints completions/s
+and generated tokens/s per arm (median and min–max over rounds) and the speed-up.
+
+    python benchmarks/bench_local_batching.py [--rounds 3] [--requests 16] [--new-tokens 48] [--max-batch 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+QUESTIONS = [
+    "Who founded the Verrin Observatory?", "In which year did the Halden bridge open to traffic?",
+    "What is the population of the town where the Marrow river rises?", "Which composer wrote the Tessel suite?",
+    "How tall is the lighthouse on Korrin island?", "Who was the first director of the Alder museum?",
+    "What language is spoken in the valley of Ostrava Minor?", "When did the Fenwick railway close?",
+    "Which team won the first Calder cup final?", "What is the chemical symbol of the element named after Ivar?",
+    "Who designed the Pell tower in the old harbour?", "How many moons does the planet Serro have?",
+    "Which university did the author of The Glass Orchard attend?", "Who succeeded the second mayor of Lindqvist?",
+    "What is the highest peak of the Varga range?", "In which city was the painter Aurel Mott born?",
+]
+
+
+def _stats(xs: list[float]) -> str:
+    return f"{statistics.median(xs):8.2f}   [{min(xs):.2f} – {max(xs):.2f}]"
+
+
+async def _round(client, prompts: list[str], new_tokens: int) -> tuple[float, int]:
+    from fathom.agent.format import STOP_STRINGS
+
+    t0 = time.perf_counter()
+    outs = await asyncio.gather(*(client.complete(p, max_tokens=new_tokens, temperature=0.0,
+                                                  stop=list(STOP_STRINGS), repetition_penalty=1.05)
+                                  for p in prompts))
+    return time.perf_counter() - t0, sum(o.completion_tokens for o in outs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=16)
+    ap.add_argument("--new-tokens", type=int, default=48)
+    ap.add_argument("--max-batch", type=int, default=16)
+    ap.add_argument("--model", default="smollm2", help="'smollm2' (embedded) or a Hugging Face folder")
+    args = ap.parse_args()
+
+    import torch
+
+    from fathom.agent.format import build_prompt, preset_schemas
+    from fathom.llm.embedded import resolve_local_model
+    from fathom.llm.local import LocalClient
+
+    path = resolve_local_model(args.model)
+    batched = LocalClient(path, max_batch=args.max_batch)
+    single = LocalClient(path, max_batch=1)
+    schemas = preset_schemas("fathom")
+    prompts = [build_prompt(QUESTIONS[i % len(QUESTIONS)] + ("" if i < len(QUESTIONS) else f" ({i})"), schemas)
+               for i in range(args.requests)]
+    lens = [batched.count_tokens(p) for p in prompts]
+    print(f"model {path.name} · torch threads {torch.get_num_threads()} · {args.requests} concurrent requests · "
+          f"prompt {min(lens)}–{max(lens)} tokens · {args.new_tokens} new tokens · greedy · max_batch "
+          f"{args.max_batch} · {args.rounds} rounds", flush=True)
+
+    async def run():
+        await batched.complete(prompts[0], max_tokens=2)  # warm-up (allocations, kernels)
+        res: dict[str, list[tuple[float, int]]] = {"batched": [], "one-at-a-time": []}
+        for r in range(args.rounds):
+            arms = [("batched", batched), ("one-at-a-time", single)]
+            for name, client in arms if r % 2 == 0 else arms[::-1]:
+                wall, toks = await _round(client, prompts, args.new_tokens)
+                res[name].append((wall, toks))
+                print(f"  round {r + 1} {name:14s} {wall:7.2f} s  {toks} tokens", flush=True)
+        return res
+
+    res = asyncio.run(run())
+    sizes = batched._batcher.batch_sizes[1:] if batched._batcher else []
+    print(f"\nbatch sizes seen by the batched arm: {sizes}")
+    print(f"\n{'arm':14s} {'completions/s (median [min – max])':38s} {'tokens/s (median [min – max])'}")
+    for name, rows in res.items():
+        cps = [args.requests / w for w, _ in rows]
+        tps = [t / w for w, t in rows]
+        print(f"{name:14s} {_stats(cps):38s} {_stats(tps)}")
+    speed = [s / b for (b, _), (s, _) in zip(res["batched"], res["one-at-a-time"])]
+    print(f"\nspeed-up (one-at-a-time wall ÷ batched wall, per round): median {statistics.median(speed):.2f}× "
+          f"[{min(speed):.2f} – {max(speed):.2f}]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Micro-batched in-process generation: concurrent requests share one ``generate`` call, each keeps its own
+max_tokens / stop strings / cancellation, and greedy results equal one-at-a-time generation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from fathom.llm.local import LocalClient
+
+
+@pytest.fixture(scope="module")
+def unbatched(embedded_model_dir):
+    return LocalClient(embedded_model_dir, name="local:smollm2", max_batch=1)
+
+
+@pytest.fixture(scope="module")
+def batched(embedded_model_dir):
+    return LocalClient(embedded_model_dir, name="local:smollm2", max_batch=8, batch_window_s=0.05)
+
+
+def _requests(client: LocalClient) -> list[tuple[str, dict]]:
+    chat = [client.render_chat([{"role": "user", "content": q}]) for q in (
+        "What is the capital of France?", "Name three colours.",
+        "Explain photosynthesis in one sentence, please, for a child who is seven years old.")]
+    return [
+        (chat[0], {"max_tokens": 6}),
+        (chat[1], {"max_tokens": 10}),
+        (chat[2], {"max_tokens": 12, "stop": ["."]}),
+        ("1, 2, 3, 4,", {"max_tokens": 8, "stop": [","]}),  # stops after one token; the others go on
+        ("1, 2, 3, 4, 5, 6, 7, 8, 9,", {"max_tokens": 5}),
+        (chat[0], {"max_tokens": 8, "repetition_penalty": 1.3}),  # its own group; padding is not penalised
+        (chat[1], {"max_tokens": 8, "repetition_penalty": 1.3}),
+    ]
+
+
+def _key(c):
+    return (c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason)
+
+
+async def test_batched_greedy_equals_one_at_a_time(batched, unbatched):
+    reqs = _requests(batched)
+    one = [await unbatched.complete(p, **kw) for p, kw in reqs]
+    before = len(batched._batcher.batch_sizes)
+    many = await asyncio.gather(*(batched.complete(p, **kw) for p, kw in reqs))
+    assert [_key(c) for c in many] == [_key(c) for c in one]
+    sizes = batched._batcher.batch_sizes[before:]
+    assert sum(sizes) == len(reqs) and max(sizes) >= 5, f"requests were not batched: {sizes}"
+    assert many[3].finish_reason == "stop" and "," not in many[3].text and many[3].completion_tokens < 8
+    assert many[4].finish_reason == "length" and many[4].completion_tokens == 5
+
+
+async def test_seeded_sampling_runs_alone_and_reproduces(batched, unbatched):
+    prompt = batched.render_chat([{"role": "user", "content": "Tell me a word."}])
+    kw = {"max_tokens": 6, "temperature": 1.0, "seed": 7}
+    ref = await unbatched.complete(prompt, **kw)
+    before = len(batched._batcher.batch_sizes)
+    out = await asyncio.gather(batched.complete(prompt, **kw), batched.complete(prompt, max_tokens=4),
+                               batched.complete(prompt, **kw))
+    assert _key(out[0]) == _key(ref) == _key(out[2])
+    assert sorted(batched._batcher.batch_sizes[before:]) == [1, 1, 1]
+
+
+async def test_cancelled_row_stops_and_the_others_finish(batched):
+    async def cancelled():
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):  # counting has no natural end: only max_tokens or the cancel stops it
+                await batched.complete("1, 2, 3, 4, 5, 6, 7, 8,", max_tokens=2000)
+
+    t0 = time.perf_counter()
+    short, _ = await asyncio.gather(batched.complete("1, 2, 3,", max_tokens=3), cancelled())
+    assert short.completion_tokens <= 3
+    while batched._lock.locked() and time.perf_counter() - t0 < 15:
+        await asyncio.sleep(0.05)
+    assert not batched._lock.locked(), "the cancelled row kept the batch generating"
+    assert time.perf_counter() - t0 < 15
+
+
+async def test_max_batch_must_be_positive(embedded_model_dir):
+    with pytest.raises(ValueError, match="max_batch"):
+        LocalClient(embedded_model_dir, max_batch=0)
