@@ -1,162 +1,357 @@
-"""RAPO overhead and CPU throughput, side by side in one run.
+"""RAPO step cost against plain GRPO, with every RAPO part acting, in CPU seconds.
 
-* RAPO step time ÷ plain GRPO step time on the same batch and seed (target ≤ 1.03: RAPO adds no rollouts). Both
-  trainers start from the same weights, the same schedule seed and the same torch seed, so they generate the same
-  rollouts; the only difference is the three RAPO switches.
-* Tokens/s of rollout generation (policy tokens generated per second) and of the training step (transcript
-  tokens per second through forward + backward) on the embedded model, CPU.
+The core (``bench_core``) trains the tiny random Llama of the training tests (embedded tokenizer) with a *scripted*
+turn generator, so which rollout is correct is decided per prompt, visit and sample index, not by chance:
 
-    python benchmarks/bench_rapo.py [--quick] [--model tiny|embedded]
+* ``easy-*`` prompts: every rollout correct → zero-spread ("Bad") groups, solve rate 1.0, so Eq. 5 prunes them at
+  the first epoch end (the timed run spans several epochs);
+* ``mixed-*`` prompts: on even visits samples 0, 2, … are correct (spread; successes enter the replay buffer), on odd
+  visits every rollout fails → the replay buffer inserts the buffered success into the all-failed group;
+* ``hard-*`` prompts: every rollout fails, never buffered → zero-spread groups, so every batch has Good and Bad
+  groups and the Eq. 6 factor is > 1.
+
+Every rollout has the same shape (a ``search_urls`` call against the stub tools, then a ``\\boxed{}`` answer of the
+same length), so RAPO (all three switches on) and plain GRPO (``rapo_prune = rapo_scale_advantages = rapo_replay =
+False``) do the same work per step; the two arms start from the same weights and seeds. The arms run interleaved
+(GRPO, RAPO, GRPO, RAPO, ...); a run's figure is its mean process CPU time per step (``time.process_time``: all
+threads of this process, robust to other jobs on the machine) after the first (warm-up) step. The script checks,
+from the trainer's metrics, curriculum and replay objects, that replay inserted, Eq. 6 scaled (> 1) and Eq. 5
+pruned in every RAPO run (and that none of them acted in GRPO), and exits 1 otherwise.
+
+``--model embedded`` adds the old throughput section: rollout tokens/s and training tokens/s of the embedded
+SmolLM2 on CPU with real sampling (one GRPO run).
+
+    python benchmarks/bench_rapo.py [--quick] [--runs N] [--steps N] [--model tiny|embedded]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+G = 4  # rollouts per prompt
+PROMPTS_PER_STEP = 2  # groups per step (Eq. 6 needs ≥ 2)
+KINDS = {"easy": 1, "mixed": 2, "hard": 1}  # 4 prompts → the first epoch ends after 2 steps
+THINK_WORDS = 1  # reasoning words per scripted turn (sets the transcript length)
+BENCH_TEMPLATE = "Tools: {func_schemas}. Answer in \\boxed{{}}."  # short: the LM head over 49k tokens dominates
+SCHEMAS = [{"name": "search_urls", "parameters": {"type": "object", "properties": {"query": {"type": "string"}},
+                                                  "required": ["query"]}}]
 
 
-class _Timer:
-    def __init__(self, trainer):
-        self.trainer, self.gen, self.step = trainer, [], []
-        inner = trainer._generate_and_score_completions
+def _testkit():
+    sys.path.insert(0, str(ROOT / "tests" / "train"))
+    import rapo_testkit
 
-        def timed(inputs):
-            t0 = time.perf_counter()
-            out = inner(inputs)
-            self.gen.append(time.perf_counter() - t0)
-            self.gen_tokens = int(out["completion_mask"].sum())
-            self.policy_tokens = int((out["completion_mask"] * out.get("tool_mask", out["completion_mask"])).sum())
-            self.total_tokens = int(out["prompt_mask"].sum() + out["completion_mask"].sum())
-            return out
-
-        trainer._generate_and_score_completions = timed
+    return rapo_testkit
 
 
-def _run(model_dir: Path, out: Path, template: str, steps: int, rapo: bool, judge):
+# ---------------------------------------------------------------------------------------------------------------
+# Controlled rollouts
+
+
+def prompt_rows() -> list[dict]:
+    rows = []
+    for kind, n in KINDS.items():
+        for i in range(n):
+            pid = f"{kind}-{i}"
+            rows.append({"id": pid, "prompt": f"Question {pid}: which code word belongs to {pid}?",
+                         "answer": f"alpha {pid}"})
+    return rows
+
+
+def correct(pid: str, visit: int, sample: int) -> bool:
+    """The outcome plan: whether sample ``sample`` of the ``visit``-th group of prompt ``pid`` answers correctly."""
+    kind = pid.split("-")[0]
+    if kind == "easy":
+        return True
+    if kind == "mixed":
+        return visit % 2 == 0 and sample % 2 == 0
+    return False
+
+
+def _scripted_engine_cls():
+    from fathom.rl.rollout import RolloutEngine
+
+    class ScriptedEngine(RolloutEngine):
+        """A rollout engine whose policy turns are scripted: turn 1 calls ``search_urls``, turn 2 answers the gold
+        answer or a wrong one of the same length, following :func:`correct`. Visits are counted per prompt."""
+
+        def __init__(self, rows, group_size, *a, **k):
+            super().__init__(*a, **k)
+            self.G = group_size
+            self.by_question = {r["prompt"]: r for r in rows}
+            self.visits: dict[str, int] = {}
+
+        def rollout_func(self, prompts, trainer):
+            questions = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
+            tok = trainer.processing_class
+            seen: dict[str, int] = {}
+            plan = []
+            for q in questions:
+                row = self.by_question[q]
+                k = seen.get(q, 0)
+                seen[q] = k + 1
+                ok = correct(row["id"], self.visits.get(row["id"], 0) + k // self.G, k % self.G)
+                plan.append((row, ok))
+            for q, n in seen.items():
+                pid = self.by_question[q]["id"]
+                self.visits[pid] = self.visits.get(pid, 0) + n // self.G
+            think = " ".join(["step"] * THINK_WORDS)
+            turns = [
+                [f" {think} </think>\n<tool_call>\n{{\"name\": \"search_urls\", \"arguments\": {{\"query\": "
+                 f"\"{row['id']}\"}}}}\n</tool_call>" for row, _ in plan],
+                [f" {think} </think> \\boxed{{{('alpha ' if ok else 'omega ') + row['id']}}}" for row, ok in plan],
+            ]
+            state = {"round": 0}
+            eos = tok.convert_tokens_to_ids("<|im_end|>")
+
+            def gen(contexts, max_new):
+                r = state["round"]
+                state["round"] += 1
+                if len(contexts) != len(plan) or r >= len(turns):
+                    raise RuntimeError(f"scripted rollouts out of step (round {r}, {len(contexts)} live)")
+                rows = [tok(t, add_special_tokens=False).input_ids + [eos] for t in turns[r]]
+                return [ids[:m] for ids, m in zip(rows, max_new)], None
+
+            rollouts = self.generate(questions, tok, gen)
+            return {"prompt_ids": [r.prompt_ids for r in rollouts],
+                    "completion_ids": [r.completion_ids for r in rollouts],
+                    "logprobs": None, "env_mask": [r.env_mask for r in rollouts], "rollouts": rollouts}
+
+    return ScriptedEngine
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One timed run
+
+
+def _one_run(model_dir: Path, template: Path, out: Path, steps: int, rapo: bool, group_size: int = G) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
     from fathom.rl.config import rapo_config
-    from fathom.rl.rollout import RolloutEngine, StubTools
+    from fathom.rl.rollout import StubTools
     from fathom.rl.trainer import RAPOTrainer
 
-    args = rapo_config("cpu-smoke", str(out), max_steps=steps, max_tokens_per_turn=16, max_total_tokens=1024,
-                       per_device_train_batch_size=4,
-                       prompt_template=template, report_to=[], save_steps=10_000, logging_steps=10_000, seed=0,
-                       rapo_prune=rapo,
-                       rapo_scale_advantages=rapo, rapo_replay=rapo)
+    args = rapo_config("cpu-smoke", str(out), max_steps=steps, num_generations=group_size,
+                       per_device_train_batch_size=group_size * PROMPTS_PER_STEP, gradient_accumulation_steps=1,
+                       steps_per_generation=1, max_tool_steps=2, max_tokens_per_turn=96, max_total_tokens=1024,
+                       max_completion_length=256, max_tool_result_chars=16, prompt_template=str(template), report_to=[],
+                       save_strategy="no", logging_steps=10**6, seed=0, rapo_seed=0, plots=False, rapo_epochs=100.0,
+                       rapo_prune=rapo, rapo_scale_advantages=rapo, rapo_replay=rapo)
+    rows = prompt_rows()
     tok = AutoTokenizer.from_pretrained(model_dir)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    rows = [{"id": f"q{i}", "prompt": f"What is {i} plus one?", "answer": str(i + 1)} for i in range(8)]
-    engine = RolloutEngine(lambda: StubTools(), args.rollout_config())
-    trainer = RAPOTrainer(model, args, rows, engine, processing_class=tok, judge=judge)
-    timer = _Timer(trainer)
-    times: list[float] = []
+    engine = _scripted_engine_cls()(rows, group_size, lambda: StubTools(), args.rollout_config(), schemas=SCHEMAS)
+    rec: dict[str, Any] = {"cpu": [], "adv_scale": [], "replayed": [], "pruned": [], "zero_spread": [],
+                           "response_tokens": [], "epoch": []}
 
-    class StepClock(TrainerCallback):
-        # process CPU time (all threads): robust to other jobs sharing the machine, unlike wall time
+    class Clock(TrainerCallback):
+        def __init__(self, trainer):
+            self.trainer = trainer
+
         def on_step_begin(self, *a, **k):
             self.t0 = time.process_time()
 
         def on_step_end(self, *a, **k):
-            times.append(time.process_time() - self.t0)
+            rec["cpu"].append(time.process_time() - self.t0)
+            m = self.trainer._metrics["train"]  # read before TRL logs (and clears) them
+            rec["adv_scale"].append(m["rapo/adv_scale"][-1])
+            rec["replayed"].append(m["rapo/replay_insertions"][-1])
+            rec["pruned"].append(m["rapo/pruned"][-1])
+            rec["zero_spread"].append(m["rapo/zero_spread_frac"][-1])
+            rec["response_tokens"].append(m["rapo/response_tokens"][-1])
+            rec["epoch"].append(m["rapo/epoch"][-1])
 
-    trainer.add_callback(StepClock())
+    trainer = RAPOTrainer(model, args, rows, engine, processing_class=tok)
+    trainer.add_callback(Clock(trainer))
     try:
         trainer.train()
     finally:
         engine.close()
-    return times, timer
+    rec["replay_insertions"] = trainer.replay.insertions
+    rec["replay_buffer"] = len(trainer.replay)
+    rec["pruned_ids"] = list(trainer.curriculum.pruned)
+    rec["epochs_ended"] = len(trainer.curriculum.history)
+    rec["steps"] = trainer.state.global_step
+    timed = rec["cpu"][1:] if len(rec["cpu"]) > 1 else rec["cpu"]
+    rec["cpu_per_step"] = sum(timed) / len(timed)
+    del trainer, model
+    gc.collect()
+    return rec
 
 
-RAPO_TIME = {"s": 0.0}
+def rapo_checks(rapo_runs: list[dict], grpo_runs: list[dict]) -> dict[str, bool]:
+    """Facts that must hold for the timing to mean anything: every RAPO part acted in every RAPO run, none in GRPO."""
+    return {
+        "replay insertions > 0 in every RAPO run": all(r["replay_insertions"] > 0 for r in rapo_runs),
+        "Eq. 6 advantage scale > 1 on some step of every RAPO run": all(max(r["adv_scale"]) > 1.0 for r in rapo_runs),
+        "Eq. 5 pruned > 0 after an epoch end in every RAPO run": all(
+            r["epochs_ended"] > 0 and len(r["pruned_ids"]) > 0 and max(r["pruned"]) > 0 for r in rapo_runs),
+        "pruned prompts are exactly the always-solved ones": all(
+            sorted(r["pruned_ids"]) == sorted(p for p in (x["id"] for x in prompt_rows()) if p.startswith("easy"))
+            for r in rapo_runs),
+        "plain GRPO: no replay, scale 1, nothing pruned": all(
+            r["replay_insertions"] == 0 and max(r["adv_scale"]) == 1.0 and not r["pruned_ids"] for r in grpo_runs),
+        "every run finished its steps": all(r["steps"] == len(r["cpu"]) for r in rapo_runs + grpo_runs),
+    }
 
 
-def _instrument_rapo() -> None:
-    """Accumulate the wall time of the RAPO-only code paths (replay planning + buffer writes + Eq. 6)."""
-    from fathom.rl import rapo
-
-    def wrap(owner, name):
-        fn = getattr(owner, name)
-
-        def timed(*a, **k):
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                RAPO_TIME["s"] += time.perf_counter() - t0
-
-        setattr(owner, name, timed)
-
-    wrap(rapo, "plan_replay")
-    wrap(rapo, "scale_advantages")
-    wrap(rapo.ReplayBuffer, "offer")
-
-
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true", help="fewer steps, tiny random model (< 2 min)")
-    p.add_argument("--model", choices=["tiny", "embedded"], default=None)
-    p.add_argument("--steps", type=int, default=None)
-    a = p.parse_args()
-    model_kind = a.model or "tiny"
-    steps = a.steps or (4 if a.quick else 6)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "train"))
-    from rapo_testkit import template_file, tiny_model_dir
+def bench_core(*, runs: int = 3, steps: int = 4, group_size: int = G, workdir: Path | None = None,
+               torch_threads: int = 1, log=print) -> dict[str, Any]:
+    """Interleaved GRPO/RAPO runs on the tiny model; returns per-run records, the ratios and the checks."""
+    import torch
 
     from fathom.llm.embedded import prepare_embedded
-    from fathom.rl.rewards import AnswerJudge
 
-    class HalfJudge(AnswerJudge):  # every other rollout correct: groups with spread, successes for the buffer
+    if steps < 3:
+        raise ValueError("steps must be ≥ 3: the first epoch ends after 2 steps; replay and pruning act in step 3")
+    torch.set_num_threads(torch_threads)
+    kit = _testkit()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(workdir) if workdir else Path(tmp)
+        model_dir = kit.tiny_model_dir(root, prepare_embedded())
+        template = root / "bench_template.txt"
+        template.write_text(BENCH_TEMPLATE)
+        res: dict[str, list[dict]] = {"grpo": [], "rapo": []}
+        for i in range(runs):
+            for arm in ("grpo", "rapo"):
+                t0 = time.perf_counter()
+                rec = _one_run(model_dir, template, root / f"{arm}{i}", steps, arm == "rapo", group_size)
+                res[arm].append(rec)
+                log(f"  run {i + 1}/{runs} {arm}: {rec['cpu_per_step']:.3f} CPU-s/step "
+                    f"(steps {' '.join(f'{t:.2f}' for t in rec['cpu'])}; wall {time.perf_counter() - t0:.1f} s)")
+    ratios = [r["cpu_per_step"] / g["cpu_per_step"] for r, g in zip(res["rapo"], res["grpo"])]
+    return {"grpo": res["grpo"], "rapo": res["rapo"], "ratios": ratios,
+            "checks": rapo_checks(res["rapo"], res["grpo"]), "steps": steps, "runs": runs, "G": group_size}
+
+
+def _summary(xs: list[float]) -> str:
+    return f"median {statistics.median(xs):.3f}  [min {min(xs):.3f} – max {max(xs):.3f}]  (n={len(xs)})"
+
+
+def report(result: dict[str, Any], log=print) -> bool:
+    g, r = result["grpo"], result["rapo"]
+    log(f"\nRAPO vs plain GRPO, tiny model, prompts {KINDS}, {PROMPTS_PER_STEP} groups x G={result['G']} "
+        f"per step, {result['steps']} steps x {result['runs']} interleaved runs per arm (first step of a run excluded)")
+    log(f"plain GRPO CPU-s/step: {_summary([x['cpu_per_step'] for x in g])}")
+    log(f"RAPO       CPU-s/step: {_summary([x['cpu_per_step'] for x in r])}")
+    log(f"ratio RAPO/GRPO:       {_summary(result['ratios'])}")
+    tok_g = statistics.mean(t for x in g for t in x["response_tokens"])
+    tok_r = statistics.mean(t for x in r for t in x["response_tokens"])
+    log(f"policy tokens per rollout: GRPO {tok_g:.1f}, RAPO {tok_r:.1f} (same work per step)")
+    r0 = r[0]
+    log(f"RAPO run 1 per step: adv scale {r0['adv_scale']}, replayed {r0['replayed']}, "
+        f"pruned {r0['pruned']}, zero-spread frac {[round(z, 2) for z in r0['zero_spread']]}, epoch {r0['epoch']}")
+    log(f"RAPO run 1 totals: replay insertions {r0['replay_insertions']}, buffer {r0['replay_buffer']} prompts, "
+        f"epochs ended {r0['epochs_ended']}, pruned {r0['pruned_ids']}")
+    ok = True
+    for name, passed in result["checks"].items():
+        log(f"CHECK {'PASS' if passed else 'FAIL'}: {name}")
+        ok &= passed
+    return ok
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Optional: embedded-model throughput (real sampling)
+
+
+def embedded_throughput(steps: int, log=print) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    from fathom.llm.embedded import prepare_embedded
+    from fathom.rl.config import rapo_config
+    from fathom.rl.rewards import AnswerJudge
+    from fathom.rl.rollout import RolloutEngine, StubTools
+    from fathom.rl.trainer import RAPOTrainer
+
+    class HalfJudge(AnswerJudge):
         async def judge_many(self, items):
             return [i % 2 == 0 for i, _ in enumerate(list(items))]
 
-    emb = prepare_embedded()
-    _instrument_rapo()
+    model_dir = prepare_embedded()
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model_dir = tiny_model_dir(tmp, emb) if model_kind == "tiny" else emb
-        template = str(template_file(tmp)) if model_kind == "tiny" else "fathom"
-        res = {}
-        for name, flag in (("grpo", False), ("rapo", True), ("grpo2", False), ("rapo2", True)):
-            if a.quick and name.endswith("2"):  # --quick: one run each; otherwise interleaved twice
-                continue
-            import gc
+        args = rapo_config("cpu-smoke", tmp, max_steps=steps, max_tokens_per_turn=16, max_total_tokens=1024,
+                           per_device_train_batch_size=4, report_to=[], save_strategy="no", logging_steps=10**6,
+                           seed=0, plots=False)
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(model_dir)
+        rows = [{"id": f"q{i}", "prompt": f"What is {i} plus one?", "answer": str(i + 1)} for i in range(8)]
+        engine = RolloutEngine(lambda: StubTools(), args.rollout_config())
+        trainer = RAPOTrainer(model, args, rows, engine, processing_class=tok, judge=HalfJudge(None))
+        gen_t, step_t, toks = [], [], {}
+        inner = trainer._generate_and_score_completions
 
-            gc.collect()
-            times, timer = _run(model_dir, tmp / name, template, steps, flag, HalfJudge(None))
-            res.setdefault(name.rstrip("2"), []).append((times, timer))
-    def med(name, skip_first=True):
-        vals = [t for times, _ in res[name] for t in (times[1:] if skip_first and len(times) > 1 else times)]
-        return statistics.median(vals)
+        def timed(inputs):
+            t0 = time.process_time()
+            out = inner(inputs)
+            gen_t.append(time.process_time() - t0)
+            cm = out["completion_mask"]
+            toks["policy"] = int((cm * out.get("tool_mask", cm)).sum())
+            toks["total"] = int(out["prompt_mask"].sum() + cm.sum())
+            return out
 
-    g, r = med("grpo"), med("rapo")
-    for name in ("grpo", "rapo"):
-        print(f"{name} step times (s): " + " | ".join(" ".join(f"{t:.2f}" for t in times) for times, _ in res[name]))
-    total_rapo_steps = sum(len(times) for times, _ in res["rapo"])
-    rapo_only = RAPO_TIME["s"] / max(total_rapo_steps, 1)
-    t_gen = statistics.median([x for _, tm in res["grpo"] for x in tm.gen])
-    timer = res["grpo"][0][1]
-    print(f"RAPO-only bookkeeping (replay plan + buffer writes + Eq. 6): {rapo_only * 1000:.2f} ms/step = "
-          f"{rapo_only / g:.5f} of a GRPO step -> overhead ratio 1 + {rapo_only / g:.5f}")
-    n = sum(len(times) - 1 for times, _ in res["grpo"])
-    print(f"model={model_kind} steps={steps} x {len(res['grpo'])} run(s) per mode (median of {n} steps after the first)")
-    print(f"plain GRPO step: {g:8.2f} CPU-s   RAPO step: {r:8.2f} CPU-s   ratio (RAPO/GRPO) = {r / g:.3f}  (target <= 1.03)")
-    print(f"rollout generation: {timer.policy_tokens / t_gen:8.1f} policy tokens/s "
-          f"({timer.policy_tokens} tokens in {t_gen:.2f} s, batch of {timer.trainer.args.generation_batch_size})")
-    t_train = max(g - t_gen, 1e-9)
-    print(f"training step:      {timer.total_tokens / t_train:8.1f} transcript tokens/s "
-          f"({timer.total_tokens} tokens, fwd+bwd+optimizer {t_train:.2f} s)")
+        trainer._generate_and_score_completions = timed
+
+        class Clock(TrainerCallback):
+            def on_step_begin(self, *a, **k):
+                self.t0 = time.process_time()
+
+            def on_step_end(self, *a, **k):
+                step_t.append(time.process_time() - self.t0)
+
+        trainer.add_callback(Clock())
+        try:
+            trainer.train()
+        finally:
+            engine.close()
+    g, s = statistics.median(gen_t[1:] or gen_t), statistics.median(step_t[1:] or step_t)
+    log(f"\nembedded model ({model_dir.name}), {steps} GRPO steps, batch {args.generation_batch_size} rollouts, CPU-s:")
+    log(f"rollout generation: {toks['policy'] / g:8.1f} policy tokens/s ({toks['policy']} tokens in {g:.2f} CPU-s)")
+    t_train = max(s - g, 1e-9)
+    log(f"training step:      {toks['total'] / t_train:8.1f} transcript tokens/s ({toks['total']} tokens, "
+        f"fwd+bwd+optimizer {t_train:.2f} CPU-s)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="3 runs per arm x 4 steps (~2 min on 2 busy cores)")
+    p.add_argument("--runs", type=int, default=None, help="runs per arm (default 5, --quick 3)")
+    p.add_argument("--steps", type=int, default=None, help="steps per run (default 6, --quick 4; ≥ 3)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--model", choices=["tiny", "embedded"], default="tiny",
+                   help="embedded: also measure the embedded model's rollout/training tokens/s")
+    a = p.parse_args()
+    runs = a.runs or (3 if a.quick else 5)
+    steps = a.steps or (4 if a.quick else 6)
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in load0)} ({os.cpu_count()} CPUs)")
+    result = bench_core(runs=runs, steps=steps, torch_threads=a.threads)
+    ok = report(result)
+    if a.model == "embedded":
+        embedded_throughput(3 if a.quick else 5)
+    load1 = os.getloadavg()
+    print(f"load average after:  {' '.join(f'{x:.2f}' for x in load1)}; wall {time.perf_counter() - t0:.0f} s")
+    if not ok:
+        print("FAILED: a RAPO part did not act, so the timing does not measure RAPO", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
