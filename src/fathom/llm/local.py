@@ -126,6 +126,12 @@ class _Batcher:
         self.max_batch, self.window_s = max_batch, window_s
         self.queue: queue.Queue[_Request] = queue.Queue()
         self.batch_sizes: list[int] = []  # observability (tests, benchmarks)
+        from fathom.llm.kvcache import PrefixCacheGenerator
+
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        # the weights of a local model never change while it serves: caches stay valid (agent transcripts grow
+        # turn by turn and share the system prompt, so most of a prefill is reused)
+        self.cache = PrefixCacheGenerator(model, pad_id=pad_id, max_entries=16)
         self._thread = threading.Thread(target=self._run, name="local-llm-batcher", daemon=True)
         self._thread.start()
 
@@ -189,12 +195,7 @@ class _Batcher:
         eos_cfg = model.generation_config.eos_token_id
         eos = set(eos_cfg if isinstance(eos_cfg, list) else [] if eos_cfg is None else [eos_cfg])
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        width = max(len(r.ids) for r in reqs)
-        ids = torch.full((len(reqs), width), pad_id, dtype=torch.long)
-        att = torch.zeros((len(reqs), width), dtype=torch.long)
-        for i, r in enumerate(reqs):
-            ids[i, width - len(r.ids):] = torch.tensor(r.ids, dtype=torch.long)
-            att[i, width - len(r.ids):] = 1
+        width = max(len(r.ids) for r in reqs)  # the cache generator left-pads the rows to this width
         head = reqs[0]
         kwargs: dict[str, Any] = {"max_new_tokens": max(r.max_new for r in reqs), "pad_token_id": pad_id}
         if head.temperature and head.temperature > 0:
@@ -207,16 +208,17 @@ class _Batcher:
             kwargs["logits_processor"] = LogitsProcessorList([_padded_repetition_penalty(
                 head.repetition_penalty, [width - len(r.ids) for r in reqs], [r.ids[0] if r.ids else pad_id
                                                                              for r in reqs])])
-        with self.lock, torch.inference_mode():
+        with self.lock, torch.no_grad():
             if head.seed is not None and kwargs["do_sample"]:
                 torch.manual_seed(head.seed)
-            out = model.generate(ids, attention_mask=att, **kwargs)
+            max_new = kwargs.pop("max_new_tokens")
+            new = self.cache.generate([r.ids for r in reqs], max_new, **kwargs)
         self.batch_sizes.append(len(reqs))
         done = time.perf_counter()
         results = []
         for i, r in enumerate(reqs):
-            n = rows.lengths[i] if rows.lengths[i] is not None else out.shape[1] - width
-            results.append(_finish(tok, out[i, width:width + n].tolist(), r, len(r.ids), done - r.t0))
+            n = rows.lengths[i] if rows.lengths[i] is not None else len(new[i])
+            results.append(_finish(tok, new[i][:n], r, len(r.ids), done - r.t0))
         return results
 
 

@@ -136,34 +136,46 @@ TurnGenerator = Callable[[list[list[int]], list[int]], tuple[list[list[int]], li
 
 def transformers_generator(model, tokenizer, *, temperature: float, top_p: float,
                            repetition_penalty: float | None = None, eos_ids: Sequence[int] | None = None,
-                           context=None) -> TurnGenerator:
+                           context=None, reuse_cache: bool = True) -> TurnGenerator:
     """Batched ``model.generate`` over left-padded contexts; each row is cut after its first EOS.
-    ``context`` is an optional context-manager factory yielding the model to use (e.g. TRL's unwrap helper)."""
+    ``context`` is an optional context-manager factory yielding the model to use (e.g. TRL's unwrap helper).
+    ``reuse_cache``: every turn encodes only what the environment appended since the row's previous turn (and a
+    new row only what it does not share with a cached one, e.g. past the system prompt) —
+    :class:`fathom.llm.kvcache.PrefixCacheGenerator`. The cache lives as long as this generator (one RAPO step:
+    the weights do not change within it); single-process only (ZeRO-3 forwards are collective)."""
     import contextlib
 
     import torch
 
+    from fathom.llm.kvcache import PrefixCacheGenerator
+
     eos = list(eos_ids or _eos_ids(tokenizer))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    caches: dict[int, PrefixCacheGenerator] = {}
 
     def generate(contexts: list[list[int]], max_new: list[int]):
-        width = max(len(c) for c in contexts)
-        ids = torch.full((len(contexts), width), pad_id, dtype=torch.long)
-        att = torch.zeros((len(contexts), width), dtype=torch.long)
-        for i, c in enumerate(contexts):
-            ids[i, width - len(c):] = torch.tensor(c, dtype=torch.long)
-            att[i, width - len(c):] = 1
-        kwargs: dict[str, Any] = {"max_new_tokens": max(max_new), "do_sample": True, "temperature": temperature,
-                                  "top_p": top_p, "top_k": 0, "eos_token_id": eos, "pad_token_id": pad_id,
-                                  "use_cache": True}
+        kwargs: dict[str, Any] = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0,
+                                  "eos_token_id": eos, "pad_token_id": pad_id}
         if repetition_penalty:
             kwargs["repetition_penalty"] = repetition_penalty
         cm = context() if context is not None else contextlib.nullcontext(model)
         with cm as m, torch.no_grad():
-            dev = next(m.parameters()).device
-            out = m.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), **kwargs)
+            if reuse_cache:
+                gen = caches.setdefault(id(m), PrefixCacheGenerator(m, pad_id=pad_id))
+                new_rows = gen.generate(contexts, max(max_new), **kwargs)
+            else:
+                width = max(len(c) for c in contexts)
+                ids = torch.full((len(contexts), width), pad_id, dtype=torch.long)
+                att = torch.zeros((len(contexts), width), dtype=torch.long)
+                for i, c in enumerate(contexts):
+                    ids[i, width - len(c):] = torch.tensor(c, dtype=torch.long)
+                    att[i, width - len(c):] = 1
+                dev = next(m.parameters()).device
+                out = m.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), max_new_tokens=max(max_new),
+                                 use_cache=True, **kwargs)
+                new_rows = out[:, width:].tolist()
         rows: list[list[int]] = []
-        for i, row in enumerate(out[:, width:].tolist()):
+        for i, row in enumerate(new_rows):
             cut = next((j + 1 for j, t in enumerate(row) if t in eos), len(row))
             rows.append(row[: min(cut, max_new[i])])
         return rows, None
@@ -347,7 +359,8 @@ class RolloutEngine:
                     gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs)
 
             gen = transformers_generator(None, tok, temperature=self.cfg.temperature, top_p=self.cfg.top_p,
-                                         repetition_penalty=self.cfg.repetition_penalty, context=ctx)
+                                         repetition_penalty=self.cfg.repetition_penalty, context=ctx,
+                                         reuse_cache=trainer.accelerator.num_processes == 1)
             # ZeRO-3 gathers parameters collectively inside generate: keep ranks in step there too.
             keep = _collective_keep(trainer) if trainer.accelerator.num_processes > 1 else None
         rollouts = self.generate(questions, tok, gen, keep_in_step=keep)
