@@ -27,22 +27,21 @@ import json
 
 from kfp import dsl
 
-from components.base import on_gpu_pool, with_secrets
+from components.base import ALL_SECRETS, S3, SECRETS, on_gpu_pool, with_secrets
 from components.data import decontaminate, duetqa_generate, publish_dataset, sft_corpus
 from components.evaluate import baseline_evaluation, evaluation_gate, evaluation_report
 from components.release import deploy_release, smoke_test, teardown_release
 from components.retrain import convert_trained, evaluate_candidate, retrain_plan
 from components.train import policy_warmstart, rapo_stage1, rapo_stage2, stage2_filter, synthesizer_sft
-from pipelines.data import S3_ENV, S3_SECRET
 from pipelines.evaluate import DEFAULT_BENCHMARKS
 from pipelines.release import LOCAL_ARGUMENTS as _RELEASE_LOCAL
-from pipelines.train import GPUS, SECRETS
+from pipelines.train import GPUS
 
 from fathom.evaluate.heldout import heldout_eval_config
 
 #: role API keys (judge, labeller, teacher, solvers) and object-store credentials, as env from Kubernetes Secrets
-_S3 = {S3_SECRET: S3_ENV}
-_ALL = {**SECRETS, **_S3}
+_S3 = S3
+_ALL = ALL_SECRETS
 
 
 def _gpu(task, name: str, gpus: int = GPUS):
@@ -143,7 +142,7 @@ def retrain_run(
         with dsl.If(gate.outputs["passed"] == True, name="deploy-if-better"):  # a KFP condition on the task output
             deploy = _cpu(deploy_release(model=policy.outputs["model"], deploy_config=deploy_config, cluster=cluster,
                                          servers_dir=servers_dir, run_id=run_id, ready_timeout_s=ready_timeout_s),
-                          "deploy", retries=1)
+                          "deploy", secrets=_S3, retries=1)
             deploy.after(synth)
             smoke = _cpu(smoke_test(release=deploy.outputs["release"], expect=expect, rollback=rollback),
                          "smoke test / rollback")
@@ -207,7 +206,8 @@ def retrain_pipeline(
     deletes the cluster release (a staging namespace)."""
     params = dict(locals())
     plan = _cpu(retrain_plan(output_uri=output_uri, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, baseline_uri=baseline_uri,
-                             deploy_config=deploy_config, namespace=namespace), "plan")
+                             deploy_config=deploy_config, namespace=namespace), "plan",
+                secrets=_ALL)
     body = retrain_run(**{k: v for k, v in params.items() if k not in ("output_uri", "namespace", "deploy_config")},
                        **{k: plan.outputs[k] for k in PLAN_OUTPUTS})
     body.set_display_name("retrain")
