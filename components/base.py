@@ -45,9 +45,24 @@ def on_gpu_pool(task, *, gpus: int = 1, memory: str = "64G", cpu: str = "8", sec
     kubernetes.add_node_selector(task, label_key=GPU_NODE_LABEL, label_value=GPU_NODE_VALUE)
     kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=shm_size)
-    for secret_name, mapping in (secrets or {}).items():
-        kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=mapping)
+    with_secrets(task, secrets)
     return task
+
+
+#: Kubernetes Secret with the object-store credentials, exposed as FATHOM_S3_* to every task that reads or writes an
+#: s3:// URI (ignored by `kfp.local`: there the environment of `fathom pipeline run` is inherited). Mounted
+#: `optional`: on EKS with IRSA (web identity) the Secret may hold only the endpoint/region, or not exist at all;
+#: the `validate` step reports what is missing.
+S3_SECRET = os.environ.get("FATHOM_S3_SECRET_NAME", "fathom-s3")
+S3_ENV = {"endpoint": "FATHOM_S3_ENDPOINT", "access_key": "FATHOM_S3_ACCESS_KEY", "secret_key": "FATHOM_S3_SECRET_KEY",
+          "secure": "FATHOM_S3_SECURE", "region": "FATHOM_S3_REGION"}
+#: Kubernetes Secret holding role API keys (judge, labeller, teacher, solvers) → the env vars the role strings name.
+LLM_SECRET = os.environ.get("FATHOM_LLM_SECRET", "fathom-llm-keys")
+LLM_ENV = {"openai-api-key": "OPENAI_API_KEY"}
+SECRETS = {LLM_SECRET: LLM_ENV}
+S3 = {S3_SECRET: S3_ENV}
+ALL_SECRETS = {**SECRETS, **S3}
+OPTIONAL_SECRETS = {S3_SECRET}
 
 
 def with_secrets(task, secrets: dict[str, dict[str, str]] | None):
@@ -55,5 +70,11 @@ def with_secrets(task, secrets: dict[str, dict[str, str]] | None):
     from kfp import kubernetes
 
     for secret_name, mapping in (secrets or {}).items():
-        kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=mapping)
+        kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=mapping,
+                                     optional=secret_name in OPTIONAL_SECRETS)
     return task
+
+
+def with_s3(task):
+    """The object-store credentials as env (see `S3_SECRET`)."""
+    return with_secrets(task, S3)

@@ -1,7 +1,8 @@
 """Glue components of the retraining pipeline (pipelines/retrain.py) — only what the stage components cannot
 express on their own:
 
-- `retrain_plan`: where a run writes (per-run object-store prefixes) and the deploy config of its release;
+- `validate_retrain`: the run form on its profile, checked (fails fast with one list of problems);
+- `retrain_plan`: the body parameters: settings + where a run writes and the deploy config of its release;
 - `convert_trained`: `fathom.convert` of a trained *Model artifact* (the release component takes a URI string);
 - `evaluate_candidate`: one benchmark on a *Model artifact* in-process (the evaluation component takes a role).
 
@@ -18,46 +19,71 @@ from components.base import CPU_IMAGE, GPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def retrain_plan(
+def validate_retrain(
+    profile: str,
+    policy_base_model: str,
+    synth_base_model: str,
+    judge: str,
+    labeller: str,
+    query_llm: str,
+    teacher: str,
+    solvers: list,
+    n_duetqa: int,
+    n_sft: int,
+    benchmarks: list,
+    gate_require: str,
     output_uri: str,
-    run_id: str,
-    baseline_uri: str,
-    deploy_config: str,
     namespace: str,
-) -> NamedTuple("RetrainPlan", [("run_uri", str), ("stage1_checkpoints", str), ("stage2_checkpoints", str),
-                                ("sft_checkpoints", str), ("policy_uri", str), ("synth_uri", str),
-                                ("deploy_config", str), ("baseline_parent", str), ("baseline_name", str)]):
-    """Per-run prefixes under `output_uri` (`<output_uri>/runs/<run_id>/...`; all empty when `output_uri` is empty:
-    checkpoints stay in the pipeline root and nothing is uploaded; models go to `.../models/<InferenceService name>`),
-    the DeployConfig of the release (`namespace` and the converted models' storage URIs set), and where a released candidate's evaluation becomes the next baseline
-    (`baseline_uri`, else `<output_uri>/deployed-eval`; empty: not promoted)."""
+    config_uri: str,
+    report: Output[Markdown],
+) -> str:
+    """The run form on its profile (`fathom.retrain.resolve`), then every check (`fathom.retrain.validate`:
+    roles, keys, endpoints, tool server, object store, buckets, base models, baseline). Fails with one message
+    listing every problem; returns the resolved settings (JSON) for the plan."""
+    import json
+
+    from fathom.retrain import RetrainForm, resolve, validate
+
+    form = RetrainForm(profile=profile, policy_base_model=policy_base_model, synth_base_model=synth_base_model,
+                       judge=judge, labeller=labeller, query_llm=query_llm, teacher=teacher, solvers=list(solvers),
+                       n_duetqa=int(n_duetqa), n_sft=int(n_sft), benchmarks=list(benchmarks),
+                       gate_require=gate_require, output_uri=output_uri, namespace=namespace, config_uri=config_uri)
+    settings = resolve(form)
+    problems = validate(settings)
+    with open(report.path, "w") as f:
+        f.write(f"# Run settings ({profile})\n\n" + ("\n".join(f"- {p}" for p in problems) or "all checks passed")
+                + "\n\n```json\n" + json.dumps(settings, indent=2, default=str) + "\n```\n")
+    if problems:
+        raise ValueError(f"the {profile} run cannot start; fix these {len(problems)} problem(s):\n"
+                         + "\n".join(f"  - {p}" for p in problems))
+    return json.dumps(settings)
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def retrain_plan(
+    settings: str,
+    run_id: str,
+) -> NamedTuple("RetrainPlan", [
+    ("preset", str), ("policy_base_model", str), ("synth_base_model", str), ("judge", str), ("labeller", str),
+    ("tools_url", str), ("n_duetqa", int), ("n_sft", int), ("duetqa_config", str), ("sft_config", str),
+    ("filter_limit_per_source", int), ("stage1_config_json", str), ("stage2_config_json", str),
+    ("sft_config_json", str), ("dtype", str), ("synth_yarn_factor", float), ("synth_original_max_pos", int),
+    ("benchmarks", list), ("eval_config_json", str), ("eval_limit", int), ("baseline_policy", str),
+    ("baseline_uri", str), ("gate_require", str), ("gate_min_delta", float), ("gate_max_drop", float),
+    ("cluster", bool), ("servers_dir", str), ("ready_timeout_s", float), ("expect", str), ("rollback", bool),
+    ("ephemeral", bool),
+    ("run_uri", str), ("stage1_checkpoints", str), ("stage2_checkpoints", str), ("sft_checkpoints", str),
+    ("policy_uri", str), ("synth_uri", str), ("deploy_config", str), ("baseline_parent", str),
+    ("baseline_name", str)]):
+    """The body parameters of the run: its settings (JSON configs as strings) and its layout
+    (`fathom.retrain.body_arguments`: per-run prefixes, the release's DeployConfig, the next baseline)."""
     import json
     from collections import namedtuple
 
-    from fathom.deploy.manifests import DeployConfig
+    from fathom.retrain import body_arguments
 
-    base = output_uri.rstrip("/")
-    run = f"{base}/runs/{run_id or 'manual'}" if base else ""
-
-    def under(rel: str) -> str:
-        return f"{run}/{rel}" if run else ""
-
-    cfg = DeployConfig.model_validate(json.loads(deploy_config or "{}")).model_dump()
-    policy_uri = under(f"models/{cfg['policy']['name']}")
-    synth_uri = under(f"models/{cfg['synthesizer']['name']}") if cfg.get("synthesizer") else ""
-    if namespace:
-        cfg["namespace"] = namespace
-    if policy_uri:
-        cfg["policy"]["storage_uri"] = policy_uri
-    if synth_uri:
-        cfg["synthesizer"]["storage_uri"] = synth_uri
-    release = DeployConfig.model_validate(cfg)  # re-validated: a bad namespace fails here, before any training
-    target = (baseline_uri or (f"{base}/deployed-eval" if base else "")).rstrip("/")
-    parent, _, name = target.rpartition("/") if target else ("", "", "")
-    plan = namedtuple("RetrainPlan", ["run_uri", "stage1_checkpoints", "stage2_checkpoints", "sft_checkpoints",
-                                      "policy_uri", "synth_uri", "deploy_config", "baseline_parent", "baseline_name"])
-    return plan(run, under("checkpoints/rapo-stage1"), under("checkpoints/rapo-stage2"),
-                under("checkpoints/synthesizer-sft"), policy_uri, synth_uri, release.model_dump_json(), parent, name)
+    args = body_arguments(json.loads(settings), run_id)
+    return namedtuple("RetrainPlan", list(args))(**args)
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)

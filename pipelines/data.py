@@ -7,18 +7,11 @@ optionally published to object storage.
 
 
 import json
-import os
 
 from kfp import dsl
 
-from components.base import with_secrets
+from components.base import S3_ENV, S3_SECRET, SECRETS, with_s3, with_secrets  # noqa: F401 - re-exported
 from components.data import duetqa_generate, publish_dataset, sft_corpus
-
-# Kubernetes Secret with the object-store credentials, exposed to the publish steps as FATHOM_S3_* (ignored locally:
-# there the environment of `fathom pipeline run` is inherited).
-S3_SECRET = os.environ.get("FATHOM_S3_SECRET_NAME", "fathom-s3")
-S3_ENV = {"endpoint": "FATHOM_S3_ENDPOINT", "access_key": "FATHOM_S3_ACCESS_KEY", "secret_key": "FATHOM_S3_SECRET_KEY",
-          "secure": "FATHOM_S3_SECURE", "region": "FATHOM_S3_REGION"}
 
 # Tiny budgets for the embedded one-box run (SmolLM2 on CPU, offline stack per step).
 _EMBEDDED_AGENT = {"max_turns": 1, "max_tokens_per_turn": 48, "max_total_tokens": 2048, "min_answer_tokens": 16}
@@ -48,9 +41,11 @@ def data_pipeline(
     duet = duetqa_generate(n=n_duetqa, config_json=duetqa_config, tools_url=tools_url)
     duet.set_display_name("duetqa self-play").set_caching_options(False).set_retry(num_retries=2)
     duet.set_cpu_limit("4").set_memory_limit("16G")
+    with_secrets(duet, SECRETS)  # role keys (solvers, obfuscator)
     sft = sft_corpus(n=n_sft, config_json=sft_config, tools_url=tools_url)
     sft.set_display_name("deepresearch-sft corpus").set_caching_options(False).set_retry(num_retries=2)
     sft.set_cpu_limit("4").set_memory_limit("16G")
+    with_secrets(sft, SECRETS)  # role keys (teacher)
     with dsl.If(output_uri != "", name="publish"):
         p1 = publish_dataset(dataset=duet.outputs["dataset"], uri=output_uri, name="duetqa")
         p1.set_display_name("publish duetqa").set_retry(num_retries=3)
@@ -58,7 +53,7 @@ def data_pipeline(
         p2.set_display_name("publish sft").set_retry(num_retries=3)
         for t in (p1, p2):
             t.set_caching_options(False)
-            with_secrets(t, {S3_SECRET: S3_ENV})
+            with_s3(t)
 
 
 PIPELINE = data_pipeline

@@ -9,6 +9,7 @@ import json
 
 from kfp import dsl
 
+from components.base import ALL_SECRETS, SECRETS, with_secrets
 from components.evaluate import baseline_evaluation, evaluate_benchmark, evaluation_gate, evaluation_report
 
 DEFAULT_BENCHMARKS = ["simpleqa", "frames", "webwalker", "musique", "gpqa-diamond", "medqa"]
@@ -46,12 +47,14 @@ def evaluate_pipeline(
         ev = evaluate_benchmark(benchmark=bench, config_json=config_json, tools_url=tools_url, limit=limit)
         ev.set_display_name("evaluate benchmark").set_caching_options(False).set_retry(num_retries=2)
         ev.set_cpu_limit("4").set_memory_limit("16G")
+        with_secrets(ev, SECRETS)  # judge / query-LLM keys
     report = evaluation_report(runs=dsl.Collected(ev.outputs["run"]), name=name)
     report.set_display_name("evaluation report")
     with dsl.If(baseline_uri != "", name="gate"):
         base = baseline_evaluation(policy="", baseline_uri=baseline_uri, benchmarks=benchmarks,
                                    config_json=config_json, tools_url=tools_url, limit=limit)
         base.set_display_name("baseline run").set_caching_options(False).set_retry(num_retries=2)
+        with_secrets(base, ALL_SECRETS)  # reads the stored baseline run at baseline_uri (s3://)
         gate = evaluation_gate(candidate=report.outputs["combined"], baseline=base.outputs["run"],
                                require=gate_require, min_delta=gate_min_delta, max_drop=gate_max_drop)
         gate.set_display_name("quality gate").set_caching_options(False).set_retry(num_retries=2)

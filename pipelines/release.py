@@ -16,6 +16,7 @@ import json
 
 from kfp import dsl
 
+from components.base import with_s3
 from components.release import convert_checkpoint, deploy_release, smoke_test, teardown_release
 
 LOCAL_ARGUMENTS = {
@@ -63,13 +64,16 @@ def release_pipeline(
         policy = convert_checkpoint(src=policy_src, dtype=dtype, yarn_factor=0.0, original_max_pos=0,
                                     upload_uri=policy_upload_uri)
         policy.set_display_name("convert search model").set_cpu_limit("4").set_memory_limit("32G")
+        with_s3(policy)  # reads the checkpoint URI, uploads the serving folder
         synth = convert_checkpoint(src=synth_src, dtype=dtype, yarn_factor=synth_yarn_factor,
                                    original_max_pos=synth_original_max_pos, upload_uri=synth_upload_uri)
         synth.set_display_name("convert synthesizer (YaRN)").set_cpu_limit("4").set_memory_limit("32G")
+        with_s3(synth)
         deploy = deploy_release(model=policy.outputs["model"], deploy_config=deploy_config, cluster=cluster,
                                 servers_dir=servers_dir, run_id=run_servers, ready_timeout_s=ready_timeout_s)
         deploy.after(synth)
         deploy.set_display_name("deploy").set_caching_options(False).set_retry(num_retries=1)
+        with_s3(deploy)  # a Model artifact may carry its object-store URI
         smoke = smoke_test(release=deploy.outputs["release"], expect=expect, rollback=rollback)
         smoke.set_display_name("smoke test / rollback").set_caching_options(False)
 

@@ -1,6 +1,6 @@
 """The end-to-end retraining pipeline (scheduled weekly, or started from the KFP UI):
 
-    plan ── DuetQA ── decontaminate ── warm start ── RAPO stage 1 ── stage-2 filter ── RAPO stage 2 ── convert
+    validate ── plan ── DuetQA ── decontaminate ── warm start ── RAPO stage 1 ── stage-2 filter ── RAPO stage 2 ── convert
                                                                           ── evaluate ×benchmarks ── report
          └─ SFT corpus ── synthesizer SFT ── convert (YaRN ×2) ─┐                                            │
                                                                 │               quality gate vs baseline ────┘
@@ -8,9 +8,10 @@
                                                                                                  └─ promote baseline
     exit handler: release what the run started (local servers; with `ephemeral`, the cluster release)
 
-Stage components are reused as they are (components/data, train, evaluate, release); components/retrain.py adds
-only the glue: per-run object-store prefixes + the release's DeployConfig (`retrain_plan`), conversion and
-evaluation of a Model *artifact* (`convert_trained`, `evaluate_candidate`).
+The run form has 15 typed parameters on top of a profile (`fathom/profiles/{paper,smoke,embedded}.yaml`, every
+advanced knob) and an optional `config_uri` of overrides; `validate` resolves and checks them first
+(`fathom.retrain`), `plan` turns the settings into the body's parameters and the run layout. Stage components are
+reused as they are (components/data, train, evaluate, release); components/retrain.py adds only the glue.
 
 The gate compares the candidate's evaluation with the baseline's on the same questions: `baseline_policy` (the
 deployed model's endpoint; on the first local run the base model) is evaluated in the run; without it, the run
@@ -19,30 +20,26 @@ first-release decision. A released candidate's evaluation is published there
 (default `<output_uri>/deployed-eval`), so next week's run is gated against what is now serving.
 
     fathom pipeline compile retrain --out build/
-    fathom pipeline schedule retrain --host $KFP --cron "0 0 2 * * 6"   # or manifests/static/recurring-run-retrain.yaml
+    fathom pipeline upload retrain --host $KFP
+    fathom pipeline schedule retrain --host $KFP --cron "0 0 2 * * 6" --args-file manifests/static/retrain-args.yaml
 """
 
 
-import json
-
 from kfp import dsl
 
-from components.base import on_gpu_pool, with_secrets
+from components.base import ALL_SECRETS, S3, SECRETS, on_gpu_pool, with_secrets
 from components.data import decontaminate, duetqa_generate, publish_dataset, sft_corpus
 from components.evaluate import baseline_evaluation, evaluation_gate, evaluation_report
 from components.release import deploy_release, smoke_test, teardown_release
-from components.retrain import convert_trained, evaluate_candidate, retrain_plan
+from components.retrain import convert_trained, evaluate_candidate, retrain_plan, validate_retrain
 from components.train import policy_warmstart, rapo_stage1, rapo_stage2, stage2_filter, synthesizer_sft
-from pipelines.data import S3_ENV, S3_SECRET
-from pipelines.evaluate import DEFAULT_BENCHMARKS
-from pipelines.release import LOCAL_ARGUMENTS as _RELEASE_LOCAL
-from pipelines.train import GPUS, SECRETS
+from pipelines.train import GPUS
 
-from fathom.evaluate.heldout import heldout_eval_config
+from fathom.retrain import BODY_SETTINGS
 
 #: role API keys (judge, labeller, teacher, solvers) and object-store credentials, as env from Kubernetes Secrets
-_S3 = {S3_SECRET: S3_ENV}
-_ALL = {**SECRETS, **_S3}
+_S3 = S3
+_ALL = ALL_SECRETS
 
 
 def _gpu(task, name: str, gpus: int = GPUS):
@@ -63,9 +60,10 @@ def _cpu(task, name: str, *, secrets=None, retries: int = 0, cpu: str | None = N
     return task
 
 
-#: outputs of `retrain_plan` the body receives (its `deploy_config` replaces the parameter: namespace + model URIs set)
+#: outputs of `retrain_plan` the body receives: the resolved settings and the run layout (`fathom.retrain`)
 PLAN_OUTPUTS = ("run_uri", "stage1_checkpoints", "stage2_checkpoints", "sft_checkpoints", "policy_uri", "synth_uri",
                 "deploy_config", "baseline_parent", "baseline_name")
+BODY_PARAMETERS = (*BODY_SETTINGS, *PLAN_OUTPUTS)
 
 
 @dsl.pipeline(name="fathom-retrain-run", description="The retraining run inside its exit handler (see fathom-retrain).")
@@ -143,7 +141,7 @@ def retrain_run(
         with dsl.If(gate.outputs["passed"] == True, name="deploy-if-better"):  # a KFP condition on the task output
             deploy = _cpu(deploy_release(model=policy.outputs["model"], deploy_config=deploy_config, cluster=cluster,
                                          servers_dir=servers_dir, run_id=run_id, ready_timeout_s=ready_timeout_s),
-                          "deploy", retries=1)
+                          "deploy", secrets=_S3, retries=1)
             deploy.after(synth)
             smoke = _cpu(smoke_test(release=deploy.outputs["release"], expect=expect, rollback=rollback),
                          "smoke test / rollback")
@@ -156,92 +154,44 @@ def retrain_run(
               description="DuetQA → RAPO stage 1 → stage-2 filter → RAPO stage 2 and SFT corpus → synthesizer SFT; "
                           "convert, evaluate, gate against the deployed model, deploy with smoke test and rollback.")
 def retrain_pipeline(
-    # training presets and role specs
-    preset: str = "gpu",
-    policy_base_model: str = "s3://fathom/models/base/qwen3-4b",
-    synth_base_model: str = "s3://fathom/models/base/qwen3-4b",
-    judge: str = "exact",
-    labeller: str = "heuristic",
-    tools_url: str = "http://fathom-tools.fathom.svc.cluster.local",
-    # data
-    n_duetqa: int = 5000,
-    n_sft: int = 2500,
-    duetqa_config: str = "{}",
-    sft_config: str = "{}",
-    filter_limit_per_source: int = 0,
-    stage1_config_json: str = "{}",
-    stage2_config_json: str = "{}",
-    sft_config_json: str = "{}",
-    # conversion
-    dtype: str = "bf16",
-    synth_yarn_factor: float = 2.0,
-    synth_original_max_pos: int = 40960,
-    # evaluation and quality gate
-    benchmarks: list = DEFAULT_BENCHMARKS,
-    eval_config_json: str = "{}",
-    eval_limit: int = 0,
-    baseline_policy: str = "",
-    baseline_uri: str = "s3://fathom/retrain/deployed-eval",
-    gate_require: str = "better",
-    gate_min_delta: float = 0.0,
-    gate_max_drop: float = 0.0,
-    # outputs and release
-    output_uri: str = "s3://fathom/retrain",
-    namespace: str = "fathom",
-    deploy_config: str = "{}",
-    cluster: bool = True,
-    servers_dir: str = "",
-    ready_timeout_s: float = 1800.0,
-    expect: str = "",
-    rollback: bool = True,
-    ephemeral: bool = False,
+    profile: str = "paper",
+    policy_base_model: str = "",
+    synth_base_model: str = "",
+    judge: str = "",
+    labeller: str = "",
+    query_llm: str = "",
+    teacher: str = "",
+    solvers: list = [],  # noqa: B006 - KFP reads the default
+    n_duetqa: int = 0,
+    n_sft: int = 0,
+    benchmarks: list = [],  # noqa: B006
+    gate_require: str = "",
+    output_uri: str = "",
+    namespace: str = "",
+    config_uri: str = "",
 ):
-    """`preset`: gpu | cpu-smoke (RAPO and SFT). `*_base_model`: local:<name>, a folder or s3:// URI. `judge` /
-    `labeller`: RAPO roles ('exact' / 'heuristic' offline, else `URL#model@KEY_ENV`); DuetQA and SFT-corpus roles
-    (solvers, obfuscator, teacher) live in `duetqa_config` / `sft_config`, the eval judge in `eval_config_json`.
-    `tools_url`: the tool server (empty: each step starts the offline stack). `filter_limit_per_source` <= 0 and
-    `eval_limit` <= 0 mean all. `baseline_policy`: role of the deployed model (its endpoint), evaluated in this run
-    on the candidate's questions; else `baseline_uri`: a stored evaluation run folder of it; neither: first release.
-    `output_uri`: S3 prefix; the run writes `runs/<run id>/{checkpoints,models,datasets}` there (empty: pipeline root
-    only). `namespace` overrides the one in `deploy_config` (JSON DeployConfig). `ephemeral`: the exit handler also
-    deletes the cluster release (a staging namespace)."""
-    params = dict(locals())
-    plan = _cpu(retrain_plan(output_uri=output_uri, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, baseline_uri=baseline_uri,
-                             deploy_config=deploy_config, namespace=namespace), "plan")
-    body = retrain_run(**{k: v for k, v in params.items() if k not in ("output_uri", "namespace", "deploy_config")},
-                       **{k: plan.outputs[k] for k in PLAN_OUTPUTS})
+    """The run form (`fathom.retrain.RetrainForm`; empty / 0 = the profile's value). `profile`: paper | smoke |
+    embedded, a versioned file in `fathom/profiles/` holding every advanced knob (presets, budgets, stage configs,
+    evaluation config, release). Roles are `URL#model@KEY_ENV` (`judge` 'exact' and `labeller` 'heuristic' need no
+    model); `solvers` the DuetQA roles [M1, M2, M3] or one for all. `config_uri`: a YAML/JSON of advanced
+    overrides of the profile's settings (local or s3://). The first step validates everything (roles, keys,
+    endpoints, tool server, object store, base models, baseline) and fails with one list of problems before any
+    GPU is requested."""
+    check = validate_retrain(profile=profile, policy_base_model=policy_base_model, synth_base_model=synth_base_model,
+                             judge=judge, labeller=labeller, query_llm=query_llm, teacher=teacher, solvers=solvers,
+                             n_duetqa=n_duetqa, n_sft=n_sft, benchmarks=benchmarks, gate_require=gate_require,
+                             output_uri=output_uri, namespace=namespace, config_uri=config_uri)
+    _cpu(check, "validate (endpoints, secrets, buckets, base models)", secrets=_ALL, retries=1)
+    plan = _cpu(retrain_plan(settings=check.outputs["Output"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "plan",
+                secrets=_ALL)
+    body = retrain_run(**{k: plan.outputs[k] for k in BODY_PARAMETERS})
     body.set_display_name("retrain")
 
 
 PIPELINE = retrain_pipeline
 
-#: The embedded run (`fathom pipeline run retrain --local`): SmolLM2 on 2 CPU cores, the offline web, the world
-#: sources for DuetQA and the SFT corpus, the `cpu` presets (the warm start is reused from `fathom models
-#: --prepare-policy` when its inputs are the same), the gate against the base model on held-out questions of
-#: another world, a local release answering a smoke question. Tests shrink it further with `preset=cpu-smoke`.
-LOCAL_ARGUMENTS: dict = {
-    "preset": "cpu",
-    "policy_base_model": "local:smollm2",
-    "synth_base_model": "local:smollm2",
-    "judge": "exact",
-    "labeller": "heuristic",
-    "tools_url": "",
-    "n_duetqa": 12,
-    "n_sft": 8,
-    "duetqa_config": "{}",
-    "sft_config": "{}",
-    "filter_limit_per_source": 4,
-    "stage1_config_json": json.dumps({"rapo_epochs": 1.0}),
-    "stage2_config_json": json.dumps({"rapo_epochs": 1.0, "max_steps": 2}),
-    "benchmarks": ["offline-web"],
-    "eval_config_json": json.dumps({k: v for k, v in heldout_eval_config(40).items() if k != "limit"}),
-    "eval_limit": 40,
-    "baseline_policy": "local:smollm2",
-    "baseline_uri": "",
-    "output_uri": "",
-    "namespace": "",
-    "deploy_config": _RELEASE_LOCAL["deploy_config"],
-    "cluster": False,
-    "expect": "",
-    "ephemeral": False,
-}
+#: The embedded run (`fathom pipeline run retrain --local`): the `embedded` profile (fathom/profiles/embedded.yaml):
+#: SmolLM2 on 2 CPU cores, the offline web, the world sources, the `cpu` presets, the gate against the base model on
+#: held-out questions of another world, a local release answering a smoke question. Tests shrink it further with
+#: a `config_uri` of overrides (e.g. `preset: cpu-smoke`).
+LOCAL_ARGUMENTS: dict = {"profile": "embedded"}

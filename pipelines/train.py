@@ -11,7 +11,7 @@ import os
 
 from kfp import dsl
 
-from components.base import on_gpu_pool
+from components.base import ALL_SECRETS, SECRETS, on_gpu_pool, with_s3  # noqa: F401 - SECRETS re-exported
 from components.train import (
     policy_warmstart,
     prepare_rl_prompts,
@@ -23,12 +23,10 @@ from components.train import (
 )
 
 GPUS = int(os.environ.get("FATHOM_TRAIN_GPUS", "8"))
-#: Kubernetes Secret holding role API keys (judge, labeller) → env vars the role strings name.
-SECRETS = {os.environ.get("FATHOM_LLM_SECRET", "fathom-llm-keys"): {"openai-api-key": "OPENAI_API_KEY"}}
 
 
 def _gpu(task, gpus: int = GPUS):
-    on_gpu_pool(task, gpus=gpus, secrets=SECRETS)
+    on_gpu_pool(task, gpus=gpus, secrets=ALL_SECRETS)  # role keys + object store (base model, checkpoint mirror)
     task.set_caching_options(False)
     return task
 
@@ -54,7 +52,7 @@ def train_pipeline(
 ):
     """`*_checkpoint_uri`: where each training step mirrors its checkpoints (s3://...) so that a retried or
     restarted step resumes; one folder per step, never shared."""
-    prompts = prepare_rl_prompts(uri=rl_data_uri, n=n_prompts, hops=2).set_caching_options(False)
+    prompts = with_s3(prepare_rl_prompts(uri=rl_data_uri, n=n_prompts, hops=2).set_caching_options(False))
     warm = _gpu(policy_warmstart(preset=preset, base_model=base_model, tools_url=tools_url,
                                  config_json=warmstart_config_json))
     warm.set_display_name("policy warm start")
@@ -70,7 +68,7 @@ def train_pipeline(
                           config_json=stage2_config_json, checkpoint_uri=stage2_checkpoint_uri,
                           policy=s1.outputs["model"], dataset=filt.outputs["kept"]))
     s2.set_display_name("RAPO stage 2")
-    sft_rows = prepare_sft_rows(uri=sft_data_uri).set_caching_options(False)
+    sft_rows = with_s3(prepare_sft_rows(uri=sft_data_uri).set_caching_options(False))
     sft = _gpu(synthesizer_sft(preset=preset, base_model=base_model, config_json=sft_config_json,
                                checkpoint_uri=sft_checkpoint_uri, dataset=sft_rows.outputs["dataset"]))
     sft.set_display_name("synthesizer SFT")

@@ -41,7 +41,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fathom.errors import ConfigError, FathomError
@@ -155,13 +155,21 @@ def confined_path(root: str | Path, rel: str) -> Path:
 class StorageSettings(BaseSettings):
     """Connection to the S3-compatible object store (environment variables ``FATHOM_S3_<FIELD>``)."""
 
-    model_config = SettingsConfigDict(env_prefix="FATHOM_S3_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="FATHOM_S3_", extra="ignore", populate_by_name=True)
 
     endpoint: str | None = Field(default=None, description="host:port of the S3 API, or a URL "
                                  "(http://host:port selects plain HTTP, https:// selects TLS).")
     access_key: SecretStr | None = Field(default=None, description="Access key id.")
     secret_key: SecretStr | None = Field(default=None, description="Secret access key.")
     session_token: SecretStr | None = Field(default=None, description="Optional STS session token.")
+    web_identity_token_file: str | None = Field(
+        default=None, validation_alias=AliasChoices("FATHOM_S3_WEB_IDENTITY_TOKEN_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE"),
+        description="Web identity (OIDC) token file; with `role_arn` and no static keys, credentials come from STS "
+                    "AssumeRoleWithWebIdentity (EKS IRSA sets AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN).")
+    role_arn: str | None = Field(default=None, validation_alias=AliasChoices("FATHOM_S3_ROLE_ARN", "AWS_ROLE_ARN"),
+                                 description="Role assumed with the web identity token.")
+    sts_endpoint: str | None = Field(default=None, description="STS endpoint for the web identity exchange "
+                                     "(default: AWS STS of `region`; MinIO: the MinIO URL).")
     secure: bool = Field(default=True, description="Use TLS (ignored when `endpoint` carries a scheme).")
     cert_check: bool = Field(default=True, description="Verify the server's TLS certificate.")
     region: str | None = Field(default=None, description="Region (avoids a bucket-location lookup).")
@@ -219,9 +227,33 @@ def make_s3_client(settings: StorageSettings | None = None):
         cert_reqs="CERT_REQUIRED" if (tls and settings.cert_check) else "CERT_NONE",
     )
     secret = lambda s: s.get_secret_value() if s else None  # noqa: E731
+    credentials = None if settings.access_key else web_identity_provider(settings)
     return Minio(host, access_key=secret(settings.access_key), secret_key=secret(settings.secret_key),
                  session_token=secret(settings.session_token), secure=tls, region=settings.region,
-                 http_client=http, cert_check=settings.cert_check)
+                 http_client=http, cert_check=settings.cert_check, credentials=credentials)
+
+
+def web_identity_provider(settings: StorageSettings):
+    """A minio credentials provider for web identity (IRSA: a projected service-account token + a role ARN), or
+    None when the settings hold no web identity. The token file is re-read on every refresh (it rotates)."""
+    if not settings.web_identity_token_file:
+        return None
+    if not settings.role_arn:
+        raise ConfigError("a web identity token file (AWS_WEB_IDENTITY_TOKEN_FILE) needs a role (AWS_ROLE_ARN)")
+    from minio.credentials.providers import WebIdentityProvider
+
+    token_file = settings.web_identity_token_file
+
+    def jwt() -> dict[str, str]:
+        try:
+            return {"access_token": Path(token_file).read_text().strip(), "expires_in": "0"}
+        except OSError as exc:
+            raise ConfigError(f"cannot read the web identity token file {token_file}: {exc}") from exc
+
+    region = settings.region or os.environ.get("AWS_REGION")
+    sts = settings.sts_endpoint or (f"https://sts.{region}.amazonaws.com" if region else "https://sts.amazonaws.com")
+    return WebIdentityProvider(jwt_provider_func=jwt, sts_endpoint=sts, role_arn=settings.role_arn,
+                               role_session_name="fathom")
 
 
 @lru_cache(maxsize=4)

@@ -1,11 +1,11 @@
-"""`fathom pipeline`: discovery, compile of every pipeline (IR reloads), submit/schedule at the kfp.Client
-boundary, and one slow local run of the data pipeline under kfp.local."""
+"""`fathom pipeline`: discovery, compile of every pipeline (IR reloads), argument types, upload/submit/schedule
+through the real kfp.Client against a fake KFP v2beta1 API on loopback, and one slow local run of the data
+pipeline under kfp.local."""
 
 from __future__ import annotations
 
-import types
-
 import kfp
+import kfp_server_api
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -57,66 +57,127 @@ def test_pipeline_cli_compile_and_list(tmp_path):
 
 
 def test_pipeline_parse_args():
-    assert pipeline_cli.parse_args(["n=3", "flag=true", 'cfg={"a": 1}', "name=x"]) == {
-        "n": 3, "flag": True, "cfg": '{"a": 1}', "name": "x"}
+    assert pipeline_cli.parse_args(["n=3", "flag=true", 'cfg={"a": 1}', "name=x", 'b=["x","y"]']) == {
+        "n": 3, "flag": True, "cfg": {"a": 1}, "name": "x", "b": ["x", "y"]}
 
 
-class RecordingClient(kfp.Client):
-    """kfp.Client at the protocol boundary: records what would be sent to the KFP API (no cluster here)."""
-
-    def __init__(self):  # noqa: D107 - no connection set-up
-        self.calls = []
-
-    def create_run_from_pipeline_package(self, pipeline_file, arguments=None, run_name=None, experiment_name=None,
-                                         **kw):
-        with open(pipeline_file) as fh:
-            spec = next(yaml.safe_load_all(fh))
-        self.calls.append(("run", spec["pipelineInfo"]["name"], arguments, run_name, experiment_name))
-        return types.SimpleNamespace(run_id="run-123")
-
-    def get_experiment(self, experiment_id=None, experiment_name=None, namespace=None):
-        raise ValueError("not found")
-
-    def create_experiment(self, name, description=None, namespace=None):
-        self.calls.append(("experiment", name))
-        return types.SimpleNamespace(experiment_id="exp-1")
-
-    def create_recurring_run(self, experiment_id, job_name, **kw):
-        with open(kw["pipeline_package_path"]) as fh:
-            spec = next(yaml.safe_load_all(fh))
-        self.calls.append(("recurring", experiment_id, job_name, kw["cron_expression"], kw["params"],
-                           spec["pipelineInfo"]["name"]))
-        return types.SimpleNamespace(recurring_run_id="rr-9")
+def test_pipeline_arguments_fit_parameter_types():
+    """Lists travel as JSON arrays (KFP rejects a string for a LIST parameter); JSON configs as strings."""
+    types = pipeline_cli.parameter_types("evaluate")
+    assert types["benchmarks"] == "LIST" and types["config_json"] == "STRING" and types["limit"] == "NUMBER_INTEGER"
+    args = pipeline_cli.coerce_arguments(types, pipeline_cli.parse_args(
+        ['benchmarks=["simpleqa"]', 'config_json={"concurrency": 2}', "limit=3", "name=42", "gate_min_delta=1"]))
+    assert args == {"benchmarks": ["simpleqa"], "config_json": '{"concurrency": 2}', "limit": 3, "name": "42",
+                    "gate_min_delta": 1.0}
+    assert pipeline_cli.coerce_arguments(types, {"benchmarks": '["a"]'}) == {"benchmarks": ["a"]}
+    for bad, match in (({"benchmarks": "simpleqa"}, "JSON list"), ({"limit": "x"}, "integer"),
+                       ({"nope": 1}, "not parameters")):
+        with pytest.raises(ConfigError, match=match):
+            pipeline_cli.coerce_arguments(types, bad)
 
 
-def test_pipeline_submit_and_schedule_arguments():
-    c = RecordingClient()
-    assert pipeline_cli.submit("data", c, arguments={"n_duetqa": 10}, experiment="exp") == "run-123"
-    assert c.calls[-1] == ("run", "fathom-data", {"n_duetqa": 10}, "fathom-data", "exp")
-    rid = pipeline_cli.schedule("data", c, cron="0 0 3 * * 0", arguments={"n_sft": 5})
-    assert rid == "rr-9"
-    assert c.calls[-2] == ("experiment", "fathom")
-    assert c.calls[-1] == ("recurring", "exp-1", "fathom-data-weekly", "0 0 3 * * 0", {"n_sft": 5}, "fathom-data")
-    with pytest.raises(ConfigError, match="6 fields"):
-        pipeline_cli.schedule("data", c, cron="0 3 * * 0")
+@pytest.fixture()
+def kfp_api():
+    """The fake KFP v2beta1 API on loopback (tests/data/fake_kfp.py)."""
+    from fake_kfp import ServedFakeKFP
+
+    with ServedFakeKFP() as served:
+        yield served
 
 
-def test_pipeline_cli_submit_uses_host_and_token(monkeypatch):
+def test_fake_kfp_rejects_what_the_backend_rejects(kfp_api):
+    """The fake validates bodies with the kfp-server-api models and parameter types against the uploaded spec."""
+    import httpx
+
+    r = httpx.post(f"{kfp_api.url}/apis/v2beta1/experiments", json={"display_name": "x", "colour": "red"})
+    assert r.status_code == 400 and "not in the API model" in r.text
+    client = kfp.Client(host=kfp_api.url)
+    pid, vid, _ = pipeline_cli.upload("evaluate", client, version="v1")
+    exp = pipeline_cli.experiment_id(client, "fathom")
+    with pytest.raises(kfp_server_api.ApiException) as err:  # a list parameter sent as a JSON string
+        client.run_pipeline(exp, "bad", params={"benchmarks": '["simpleqa"]'}, pipeline_id=pid, version_id=vid)
+    assert err.value.status == 400 and "LIST parameter got str" in err.value.body
+    with pytest.raises(kfp_server_api.ApiException, match="404"):
+        client.run_pipeline(exp, "bad", params={}, pipeline_id=pid, version_id="nope")
+    rpid, rvid, _ = pipeline_cli.upload("release", client, version="r1")
+    with pytest.raises(kfp_server_api.ApiException) as err:  # release has required parameters
+        client.run_pipeline(exp, "bad", params={}, pipeline_id=rpid, version_id=rvid)
+    assert "policy_src: required" in err.value.body
+
+
+def test_pipeline_upload_run_schedule_round_trip(kfp_api, monkeypatch):
+    """upload → a new version per upload → run of the newest version → recurring run created, then updated (not
+    duplicated) by a second `schedule`; all through the real kfp.Client over HTTP."""
     from fathom.cli import app
 
-    seen = {}
-    c = RecordingClient()
-
-    def fake_make(host, namespace=None, verify_ssl=None):
-        seen["host"] = host
-        return c
-
-    monkeypatch.setattr(pipeline_cli, "make_kfp_client", fake_make)
-    res = CliRunner().invoke(app, ["pipeline", "submit", "data", "--host", "http://kfp.test", "--arg", "n_sft=2"])
+    monkeypatch.setenv("FATHOM_GIT_REVISION", "abc1234")
+    fake = kfp_api.fake
+    runner = CliRunner()
+    res = runner.invoke(app, ["pipeline", "upload", "evaluate", "--host", kfp_api.url])
     assert res.exit_code == 0, res.output
-    assert seen["host"] == "http://kfp.test" and c.calls[-1][2] == {"n_sft": 2}
-    res = CliRunner().invoke(app, ["pipeline", "schedule", "data", "--host", "http://kfp.test"])
-    assert res.exit_code == 0 and "rr-9" in res.output
+    assert len(fake.pipelines) == 1 and len(fake.versions) == 1
+    (pipeline,) = fake.pipelines.values()
+    assert pipeline["display_name"] == "fathom-evaluate"
+    (v1,) = fake.versions.values()
+    from fathom import __version__
+
+    assert v1["display_name"].startswith(f"{__version__}-abc1234-")
+    assert v1["pipeline_spec"]["pipelineInfo"]["name"] == "fathom-evaluate"
+    # a second upload: same pipeline, a new version
+    res = runner.invoke(app, ["pipeline", "upload", "evaluate", "--host", kfp_api.url, "--version", "v2"])
+    assert res.exit_code == 0, res.output
+    assert len(fake.pipelines) == 1 and {v["display_name"] for v in fake.versions.values()} == {
+        v1["display_name"], "v2"}
+    v2_id = next(k for k, v in fake.versions.items() if v["display_name"] == "v2")
+
+    # run the newest uploaded version, list parameters as JSON values, pipeline root and service account set
+    res = runner.invoke(app, ["pipeline", "submit", "evaluate", "--host", kfp_api.url, "--arg",
+                              'benchmarks=["simpleqa","frames"]', "--arg", 'config_json={"concurrency": 2}',
+                              "--arg", "limit=5", "--pipeline-root", "s3://fathom/pipeline-root"])
+    assert res.exit_code == 0, res.output
+    (run,) = fake.runs.values()
+    assert run["pipeline_version_reference"] == {"pipeline_id": pipeline["pipeline_id"], "pipeline_version_id": v2_id}
+    assert "pipeline_spec" not in run  # an uploaded version is referenced, not inlined
+    assert run["runtime_config"] == {"parameters": {"benchmarks": ["simpleqa", "frames"],
+                                                    "config_json": '{"concurrency": 2}', "limit": 5},
+                                     "pipeline_root": "s3://fathom/pipeline-root"}
+    assert run["service_account"] == pipeline_cli.DEFAULT_SERVICE_ACCOUNT
+    (exp,) = fake.experiments.values()
+    assert exp["display_name"] == "fathom" and run["experiment_id"] == exp["experiment_id"]
+
+    # schedule: created, referencing the version, one at a time, no catch-up
+    res = runner.invoke(app, ["pipeline", "schedule", "evaluate", "--host", kfp_api.url, "--cron", "0 0 3 * * 0",
+                              "--arg", "limit=1", "--version", v1["display_name"], "--service-account", "fathom-runner"])
+    assert res.exit_code == 0 and "created" in res.output, res.output
+    (rr,) = fake.recurring_runs.values()
+    assert rr["display_name"] == "fathom-evaluate-weekly" and rr["mode"] == "ENABLE"
+    assert rr["pipeline_version_reference"]["pipeline_version_id"] == v1["pipeline_version_id"]
+    assert int(rr["max_concurrency"]) == 1 and rr["no_catchup"] is True
+    assert rr["service_account"] == "fathom-runner" and rr["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 0"
+    assert len(fake.experiments) == 1  # the experiment is reused
+
+    # a second schedule of the same name updates it (newest version, new cron): still one recurring run
+    res = runner.invoke(app, ["pipeline", "schedule", "evaluate", "--host", kfp_api.url, "--cron", "0 0 4 * * 6",
+                              "--arg", "limit=2"])
+    assert res.exit_code == 0 and "updated" in res.output, res.output
+    (rr2,) = fake.recurring_runs.values()
+    assert rr2["display_name"] == "fathom-evaluate-weekly"
+    assert rr2["pipeline_version_reference"]["pipeline_version_id"] == v2_id
+    assert rr2["trigger"]["cron_schedule"]["cron"] == "0 0 4 * * 6"
+    assert rr2["runtime_config"]["parameters"] == {"limit": 2}
+    with pytest.raises(ConfigError, match="6 fields"):
+        pipeline_cli.schedule("evaluate", kfp.Client(host=kfp_api.url), cron="0 3 * * 0")
+
+
+def test_pipeline_submit_needs_an_upload(kfp_api):
+    client = kfp.Client(host=kfp_api.url)
+    with pytest.raises(ConfigError, match="not uploaded"):
+        pipeline_cli.submit("data", client)
+    pipeline_cli.upload("data", client, version="only")
+    with pytest.raises(ConfigError, match="no version 'nope'"):
+        pipeline_cli.submit("data", client, version="nope")
+    run_id = pipeline_cli.submit("data", client, version="only", arguments={"n_sft": 2})
+    assert kfp_api.fake.runs[run_id]["runtime_config"]["parameters"] == {"n_sft": 2}
 
 
 def test_pipeline_make_client_passes_token(monkeypatch):

@@ -306,3 +306,70 @@ def test_atomic_write_helpers_leave_nothing_on_failure(tmp_path):
         (tmp / "y").write_text("v2")
     assert [p.name for p in (tmp_path / "dir").iterdir()] == ["y"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.json", "dir"]
+
+
+_STS_RESPONSE = """<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIATEMP</AccessKeyId>
+<SecretAccessKey>temp-secret</SecretAccessKey><SessionToken>temp-token</SessionToken>
+<Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleWithWebIdentityResult>
+</AssumeRoleWithWebIdentityResponse>"""
+
+
+@pytest.fixture()
+def sts_server():
+    """A minimal STS on loopback: records the AssumeRoleWithWebIdentity calls, answers with temporary keys."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    calls = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+            calls.append({**parse_qs(urlsplit(self.path).query), **parse_qs(body)})
+            data = _STS_RESPONSE.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", calls
+    server.shutdown()
+
+
+def test_storage_web_identity_irsa(s3_server, sts_server, monkeypatch, tmp_path):
+    """EKS IRSA: no static keys, a projected token file and a role ARN → STS AssumeRoleWithWebIdentity (a fake STS
+    on loopback) → temporary credentials used for the object store (moto)."""
+    sts_url, calls = sts_server
+    for key in ("FATHOM_S3_ACCESS_KEY", "FATHOM_S3_SECRET_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZmF0aG9tOnJ1bm5lciJ9.c2ln")
+    monkeypatch.setenv("FATHOM_S3_ENDPOINT", s3_server)
+    monkeypatch.setenv("FATHOM_S3_REGION", "us-east-1")
+    monkeypatch.setenv("FATHOM_S3_RETRIES", "1")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token))
+    monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/fathom-pipelines")
+    monkeypatch.setenv("FATHOM_S3_STS_ENDPOINT", sts_url)
+    settings = StorageSettings()
+    assert settings.access_key is None and settings.role_arn.endswith("fathom-pipelines")
+    provider = storage.web_identity_provider(settings)
+    creds = provider.retrieve()
+    assert (creds.access_key, creds.session_token) == ("ASIATEMP", "temp-token")  # temporary credentials from STS
+    assert calls[-1]["Action"] == ["AssumeRoleWithWebIdentity"] and calls[-1]["WebIdentityToken"] == [
+        token.read_text()] and calls[-1]["RoleArn"] == ["arn:aws:iam::123456789012:role/fathom-pipelines"]
+    src = tmp_path / "a.txt"
+    src.write_text("irsa")
+    storage.upload(src, "s3://irsa-bucket/a.txt")
+    assert storage.read_text("s3://irsa-bucket/a.txt") == "irsa"
+
+    monkeypatch.delenv("AWS_ROLE_ARN")
+    with pytest.raises(Exception, match="AWS_ROLE_ARN"):
+        storage.make_s3_client(StorageSettings())

@@ -15,7 +15,7 @@ def test_evaluate_pipeline_compiles(tmp_path):
 
     out = tmp_path / "evaluate.yaml"
     compiler.Compiler().compile(PIPELINE, str(out))
-    spec = yaml.safe_load(out.read_text())
+    spec = next(yaml.safe_load_all(out.read_text()))  # + the kfp-kubernetes platform spec
     text = out.read_text()
     assert "for-loop" in text and "evaluation-report" in text and "evaluation-gate" in text
     comps = spec["components"]

@@ -24,9 +24,11 @@ def test_retrain_runs_end_to_end_on_the_embedded_default(tmp_path):
 
     ev = {k: v for k, v in heldout_eval_config(3).items() if k != "limit"}
     ev["agent"] = {**ev["agent"], "max_turns": 4, "max_tokens_per_turn": 48}
-    args = {"preset": "cpu-smoke", "n_duetqa": 8, "n_sft": 2, "filter_limit_per_source": 2,
-            "stage1_config_json": "{}", "stage2_config_json": "{}", "eval_config_json": json.dumps(ev),
-            "eval_limit": 3, "gate_require": "non-inferior", "gate_max_drop": 1.0}
+    overrides = tmp_path / "overrides.json"  # advanced knobs of the embedded profile, as a config_uri
+    overrides.write_text(json.dumps({"preset": "cpu-smoke", "filter_limit_per_source": 2,
+                                     "stage1_config_json": {}, "stage2_config_json": {}, "eval_config_json": ev,
+                                     "eval_limit": 3, "gate_max_drop": 1.0}))
+    args = {"n_duetqa": 8, "n_sft": 2, "gate_require": "non-inferior", "config_uri": str(overrides)}
     run_local("retrain", args, tmp_path / "root")
 
     runs = [p for p in (tmp_path / "root").iterdir() if p.is_dir()]

@@ -45,7 +45,14 @@ def _all_tasks(spec, comp="comp-fathom-retrain-run", parents=()):
 
 def test_retrain_ir_tasks_and_wiring(ir):
     spec = ir["spec"]
-    assert set(spec["root"]["dag"]["tasks"]) == {"retrain-plan", "fathom-retrain-run"}
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"validate-retrain", "retrain-plan", "fathom-retrain-run"}
+    # validate first (nothing else before it), then the plan from its settings, then the body from the plan
+    assert "dependentTasks" not in root["validate-retrain"]
+    assert root["retrain-plan"]["inputs"]["parameters"]["settings"]["taskOutputParameter"] == {
+        "producerTask": "validate-retrain", "outputParameterKey": "Output"}
+    assert all(v.get("taskOutputParameter", {}).get("producerTask") == "retrain-plan"
+               for v in root["fathom-retrain-run"]["inputs"]["parameters"].values())
     tasks = _all_tasks(spec)
     stages = {"duetqa-generate", "decontaminate", "sft-corpus", "policy-warmstart", "rapo-stage1", "stage2-filter",
               "rapo-stage2", "synthesizer-sft", "convert-trained", "convert-trained-2", "evaluate-candidate",
@@ -166,54 +173,98 @@ def test_retrain_gpu_placement_and_secrets(ir):
         assert "pip install" not in " ".join(e["container"].get("command", []))  # install_kfp_package=False
 
 
-def test_retrain_parameters_cluster_defaults_and_local_arguments(ir):
+def test_retrain_form_is_small_and_typed(ir):
+    """The KFP UI form: at most 15 typed parameters, the profile first; no JSON-in-a-string; no local-only knobs."""
     from pipelines.retrain import LOCAL_ARGUMENTS
 
     params = ir["spec"]["root"]["inputDefinitions"]["parameters"]
-    assert params["preset"]["defaultValue"] == "gpu" and params["cluster"]["defaultValue"] is True
-    for key in ("policy_base_model", "synth_base_model", "judge", "labeller", "baseline_uri", "output_uri",
-                "namespace", "deploy_config", "benchmarks"):
+    assert len(params) <= 15, sorted(params)
+    assert params["profile"]["defaultValue"] == "paper"
+    assert params["benchmarks"]["parameterType"] == "LIST" and params["solvers"]["parameterType"] == "LIST"
+    assert params["n_duetqa"]["parameterType"] == "NUMBER_INTEGER"
+    assert not {"cluster", "servers_dir", "ephemeral", "deploy_config", "preset"} & set(params)
+    assert not any(k.endswith("_json") or k.endswith("_config") for k in params)
+    for key in ("policy_base_model", "judge", "labeller", "teacher", "query_llm", "output_uri", "namespace",
+                "config_uri", "gate_require", "n_sft"):
         assert key in params, key
-    assert set(LOCAL_ARGUMENTS) <= set(params)
-    assert LOCAL_ARGUMENTS["preset"] == "cpu" and LOCAL_ARGUMENTS["cluster"] is False
-    assert LOCAL_ARGUMENTS["output_uri"] == "" and LOCAL_ARGUMENTS["baseline_uri"] == ""
-    # the local gate: the base model evaluated now, on held-out questions of another world than the training ones
-    assert LOCAL_ARGUMENTS["baseline_policy"] == "local:smollm2"
-    ev = json.loads(LOCAL_ARGUMENTS["eval_config_json"])
-    from fathom.evaluate.heldout import HELD_OUT_WORLD_SEED
-
-    assert ev["web_seed"] == HELD_OUT_WORLD_SEED and LOCAL_ARGUMENTS["benchmarks"] == ["offline-web"]
+    assert LOCAL_ARGUMENTS == {"profile": "embedded"}
 
 
-def test_retrain_plan_glue():
-    """The plan component's function: per-run prefixes, the namespace and model URIs in the DeployConfig."""
-    from pydantic import ValidationError
+#: the embedded run's arguments before the form existed (the semantics the `embedded` profile must keep)
+OLD_LOCAL = {
+    "preset": "cpu", "policy_base_model": "local:smollm2", "synth_base_model": "local:smollm2", "judge": "exact",
+    "labeller": "heuristic", "tools_url": "", "n_duetqa": 12, "n_sft": 8, "duetqa_config": "{}", "sft_config": "{}",
+    "filter_limit_per_source": 4, "stage1_config_json": json.dumps({"rapo_epochs": 1.0}),
+    "stage2_config_json": json.dumps({"rapo_epochs": 1.0, "max_steps": 2}), "sft_config_json": "{}",
+    "dtype": "bf16", "synth_yarn_factor": 2.0, "synth_original_max_pos": 40960, "benchmarks": ["offline-web"],
+    "eval_limit": 40, "baseline_policy": "local:smollm2", "baseline_uri": "", "gate_require": "better",
+    "gate_min_delta": 0.0, "gate_max_drop": 0.0, "cluster": False, "servers_dir": "", "ready_timeout_s": 1800.0,
+    "expect": "", "rollback": True, "ephemeral": False,
+}
 
-    from components.retrain import retrain_plan
+
+def test_embedded_profile_keeps_the_local_run():
+    """`fathom pipeline run retrain --local` resolves to exactly the arguments the embedded run had."""
+    from fathom.evaluate.heldout import HELD_OUT_WORLD_SEED, heldout_eval_config
+    from fathom.retrain import body_arguments, resolve
     from fathom.deploy.manifests import DeployConfig
 
-    plan = retrain_plan.python_func(output_uri="s3://fathom/retrain/", run_id="run-1", baseline_uri="",
-                                    deploy_config="{}", namespace="staging")
-    assert plan.run_uri == "s3://fathom/retrain/runs/run-1"
-    assert len({plan.stage1_checkpoints, plan.stage2_checkpoints, plan.sft_checkpoints}) == 3
-    assert plan.stage1_checkpoints.startswith(plan.run_uri + "/checkpoints/")
-    cfg = DeployConfig.model_validate_json(plan.deploy_config)
+    args = body_arguments(resolve({"profile": "embedded"}), "run-1")
+    for key, value in OLD_LOCAL.items():
+        assert args[key] == value, key
+    ev = json.loads(args["eval_config_json"])
+    assert ev == {k: v for k, v in heldout_eval_config(40).items() if k != "limit"}
+    assert ev["web_seed"] == HELD_OUT_WORLD_SEED
+    assert args["run_uri"] == args["stage1_checkpoints"] == args["policy_uri"] == args["baseline_parent"] == ""
+    deploy = DeployConfig.model_validate_json(args["deploy_config"])
+    assert deploy.policy.name == "fathom-search" and deploy.policy.max_model_len == 8192
+
+
+def test_plan_outputs_match_the_body_and_the_library():
+    """The plan component's outputs are the body's parameters, in the order the library produces them."""
+    import typing
+
+    from components.retrain import retrain_plan
+    from fathom.retrain import body_arguments, resolve
+    from pipelines.retrain import BODY_PARAMETERS, retrain_run
+
+    ann = typing.get_type_hints(retrain_plan.python_func)["return"]
+    args = body_arguments(resolve({"profile": "embedded"}), "r")
+    assert list(ann._fields) == list(args) == list(BODY_PARAMETERS)
+    assert set(retrain_run.component_spec.inputs) == set(BODY_PARAMETERS)
+    out = retrain_plan.python_func(settings=json.dumps(resolve({"profile": "embedded"})), run_id="r")
+    assert out._asdict() == args
+
+
+def test_run_layout():
+    """Per-run prefixes, the namespace and model URIs in the DeployConfig, the next baseline (library)."""
+    from pydantic import ValidationError
+
+    from fathom.deploy.manifests import DeployConfig
+    from fathom.retrain import run_layout
+
+    plan = run_layout({"output_uri": "s3://fathom/retrain/", "baseline_uri": "", "deploy_config": {},
+                       "namespace": "staging"}, "run-1")
+    assert plan["run_uri"] == "s3://fathom/retrain/runs/run-1"
+    assert len({plan["stage1_checkpoints"], plan["stage2_checkpoints"], plan["sft_checkpoints"]}) == 3
+    assert plan["stage1_checkpoints"].startswith(plan["run_uri"] + "/checkpoints/")
+    cfg = DeployConfig.model_validate_json(plan["deploy_config"])
     assert cfg.namespace == "staging"
-    assert cfg.policy.storage_uri == plan.policy_uri == "s3://fathom/retrain/runs/run-1/models/fathom-search"
-    assert cfg.synthesizer.storage_uri == plan.synth_uri
-    assert (plan.baseline_parent, plan.baseline_name) == ("s3://fathom/retrain", "deployed-eval")
+    assert cfg.policy.storage_uri == plan["policy_uri"] == "s3://fathom/retrain/runs/run-1/models/fathom-search"
+    assert cfg.synthesizer.storage_uri == plan["synth_uri"]
+    assert (plan["baseline_parent"], plan["baseline_name"]) == ("s3://fathom/retrain", "deployed-eval")
 
-    explicit = retrain_plan.python_func(output_uri="s3://b/x", run_id="r", baseline_uri="s3://b/evals/live",
-                                        deploy_config=json.dumps({"synthesizer": None}), namespace="")
-    assert (explicit.baseline_parent, explicit.baseline_name) == ("s3://b/evals", "live")
-    assert explicit.synth_uri == "" and DeployConfig.model_validate_json(explicit.deploy_config).namespace == "fathom"
+    explicit = run_layout({"output_uri": "s3://b/x", "baseline_uri": "s3://b/evals/live",
+                           "deploy_config": json.dumps({"synthesizer": None}), "namespace": ""}, "r")
+    assert (explicit["baseline_parent"], explicit["baseline_name"]) == ("s3://b/evals", "live")
+    assert explicit["synth_uri"] == "" and DeployConfig.model_validate_json(explicit["deploy_config"]).namespace == "fathom"
 
-    local = retrain_plan.python_func(output_uri="", run_id="r", baseline_uri="", deploy_config="{}", namespace="")
-    assert local.run_uri == local.stage1_checkpoints == local.policy_uri == local.baseline_parent == ""
-    assert DeployConfig.model_validate_json(local.deploy_config) == DeployConfig()  # storage URIs left as given
+    local = run_layout({"output_uri": "", "baseline_uri": "", "deploy_config": "{}", "namespace": ""}, "r")
+    assert local["run_uri"] == local["stage1_checkpoints"] == local["policy_uri"] == local["baseline_parent"] == ""
+    assert DeployConfig.model_validate_json(local["deploy_config"]) == DeployConfig()
 
     with pytest.raises(ValidationError, match="Kubernetes name"):
-        retrain_plan.python_func(output_uri="", run_id="r", baseline_uri="", deploy_config="{}", namespace="Bad_NS")
+        run_layout({"output_uri": "", "baseline_uri": "", "deploy_config": "{}", "namespace": "Bad_NS"}, "r")
 
 
 def test_retrain_discovered_by_fathom_pipeline(tmp_path):

@@ -18,7 +18,7 @@ def test_release_pipeline_compiles(tmp_path):
 
     out = tmp_path / "release.yaml"
     compiler.Compiler().compile(PIPELINE, str(out))
-    ir = yaml.safe_load(out.read_text())
+    ir = next(yaml.safe_load_all(out.read_text()))  # + the kfp-kubernetes platform spec
     tasks = ir["root"]["dag"]["tasks"]
     assert tasks["teardown-release"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"  # exit handler
     inner = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
