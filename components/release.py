@@ -74,15 +74,19 @@ def deploy_release(
 def smoke_test(
     release: Input[Artifact],
     expect: str,
+    agent: bool,
     rollback: bool,
     metrics: Output[Metrics],
     report: Output[Markdown],
 ):
-    """Call the deployed endpoints once; on failure roll the InferenceServices back (cluster) and fail the task."""
+    """Call the deployed endpoints once (with `agent`, a local release also runs the search agent on a held-out
+    question: a tool call and a boxed answer required); on failure roll the InferenceServices back (cluster) and
+    fail the task."""
     from fathom.deploy.apply import DeployError
     from fathom.deploy.release import smoke_stage
 
-    result = smoke_stage(release.path, expect=expect or None, rollback=bool(rollback), raise_on_failure=False)
+    result = smoke_stage(release.path, expect=expect or None, rollback=bool(rollback), raise_on_failure=False,
+                         agent=bool(agent))
     for key, value in result.metrics().items():
         metrics.log_metric(key, value)
     with open(report.path, "w") as f:

@@ -70,8 +70,8 @@ def retrain_plan(
     ("sft_config_json", str), ("dtype", str), ("synth_yarn_factor", float), ("synth_original_max_pos", int),
     ("benchmarks", list), ("eval_config_json", str), ("eval_limit", int), ("baseline_policy", str),
     ("baseline_uri", str), ("gate_require", str), ("gate_min_delta", float), ("gate_max_drop", float),
-    ("cluster", bool), ("servers_dir", str), ("ready_timeout_s", float), ("expect", str), ("rollback", bool),
-    ("ephemeral", bool),
+    ("cluster", bool), ("servers_dir", str), ("ready_timeout_s", float), ("expect", str), ("smoke_agent", bool),
+    ("rollback", bool), ("ephemeral", bool),
     ("run_uri", str), ("stage1_checkpoints", str), ("stage2_checkpoints", str), ("sft_checkpoints", str),
     ("policy_uri", str), ("synth_uri", str), ("deploy_config", str), ("baseline_parent", str),
     ("baseline_name", str)]):

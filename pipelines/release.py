@@ -74,7 +74,7 @@ def release_pipeline(
         deploy.after(synth)
         deploy.set_display_name("deploy").set_caching_options(False).set_retry(num_retries=1)
         with_s3(deploy)  # a Model artifact may carry its object-store URI
-        smoke = smoke_test(release=deploy.outputs["release"], expect=expect, rollback=rollback)
+        smoke = smoke_test(release=deploy.outputs["release"], expect=expect, agent=False, rollback=rollback)
         smoke.set_display_name("smoke test / rollback").set_caching_options(False)
 
 

@@ -75,7 +75,8 @@ def retrain_run(
     benchmarks: list, eval_config_json: str, eval_limit: int, baseline_policy: str, baseline_uri: str,
     gate_require: str,
     gate_min_delta: float, gate_max_drop: float,
-    cluster: bool, servers_dir: str, ready_timeout_s: float, expect: str, rollback: bool, ephemeral: bool,
+    cluster: bool, servers_dir: str, ready_timeout_s: float, expect: str, smoke_agent: bool, rollback: bool,
+    ephemeral: bool,
     run_uri: str, stage1_checkpoints: str, stage2_checkpoints: str, sft_checkpoints: str, policy_uri: str,
     synth_uri: str, deploy_config: str, baseline_parent: str, baseline_name: str,
 ):
@@ -143,7 +144,8 @@ def retrain_run(
                                          servers_dir=servers_dir, run_id=run_id, ready_timeout_s=ready_timeout_s),
                           "deploy", secrets=_S3, retries=1)
             deploy.after(synth)
-            smoke = _cpu(smoke_test(release=deploy.outputs["release"], expect=expect, rollback=rollback),
+            smoke = _cpu(smoke_test(release=deploy.outputs["release"], expect=expect, agent=smoke_agent,
+                                    rollback=rollback),
                          "smoke test / rollback")
             with dsl.If(baseline_parent != "", name="promote-baseline"):
                 promote = publish_dataset(dataset=report.outputs["combined"], uri=baseline_parent, name=baseline_name)

@@ -167,7 +167,7 @@ BODY_SETTINGS = ("preset", "policy_base_model", "synth_base_model", "judge", "la
                  "stage2_config_json", "sft_config_json", "dtype", "synth_yarn_factor", "synth_original_max_pos",
                  "benchmarks", "eval_config_json", "eval_limit", "baseline_policy", "baseline_uri", "gate_require",
                  "gate_min_delta", "gate_max_drop", "cluster", "servers_dir", "ready_timeout_s", "expect",
-                 "rollback", "ephemeral")
+                 "smoke_agent", "rollback", "ephemeral")
 
 
 def body_arguments(settings: dict, run_id: str) -> dict[str, Any]:

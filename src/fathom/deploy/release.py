@@ -104,11 +104,12 @@ def deploy_stage(cfg: DeployConfig, *, manifests_dir: str | Path, state_dir: str
 
 def smoke_stage(state_dir: str | Path, *, expect: str | None = None, rollback: bool = True,
                 timeout_s: float = 120.0, max_tokens: int = 16, raise_on_failure: bool = True,
-                api: KubeApi | None = None) -> SmokeReport:
+                api: KubeApi | None = None, agent: bool = False) -> SmokeReport:
     """Smoke-test what the deploy stage reported. On failure in cluster mode, roll the InferenceServices back
-    first, then raise DeployError (unless `raise_on_failure` is False: the caller inspects `report.ok`)."""
+    first, then raise DeployError (unless `raise_on_failure` is False: the caller inspects `report.ok`). With
+    `agent`, a local release also runs the search agent on a held-out offline-web question."""
     state = read_state(state_dir)
-    if state.get("mode") == "local":  # the local release also answers a held-out offline-web question, as a user would
+    if agent and state.get("mode") == "local":  # the release also answers a held-out question, as a user would
         report = _local_smoke(state, expect=expect, timeout_s=timeout_s, max_tokens=max_tokens)
     else:
         report = smoke_test(state["policy"], tools_url=state.get("tools_url"), synthesizer=state.get("synthesizer"),
