@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 
 from fathom.agent.format import IM_START
 from fathom.errors import ConfigError
+from fathom.storage import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ class WarmStartSpec(BaseModel):
 
 def fingerprint(spec: WarmStartSpec, model_dir: Path) -> str:
     """Identity of a warm start: what it trains from (base config + weight sizes and digests of the first MB),
-    on what (world seed/pages, the prompt template's bytes) and how (the config). Equal fingerprints give equal results."""
+    on what (world seed/pages, the prompt template's bytes) and how (the config). Equal fingerprints give equal
+    results."""
     import hashlib
 
     h = hashlib.sha256()
@@ -288,10 +290,7 @@ def _load_or_make_data(spec: WarmStartSpec, data_path: Path, count_tokens) -> li
         raise ConfigError(f"the expert reached no answer on {len(questions)} questions through the tool server "
                           f"({spec.tools_url or 'offline stack'}): is it serving the offline world seed "
                           f"{spec.world_seed}?")
-    data_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = data_path.with_suffix(".tmp")
-    tmp.write_text("".join(t.model_dump_json() + "\n" for t in trajs))
-    tmp.replace(data_path)
+    atomic_write_text(data_path, "".join(t.model_dump_json() + "\n" for t in trajs))
     return trajs
 
 
@@ -318,7 +317,7 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
         shutil.copytree(model_dir, final, dirs_exist_ok=True)
         (final / ".complete").write_text("warm start disabled: base policy\n")
         summary = {"enabled": False, "model_in": str(model_dir), "final": str(final)}
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        atomic_write_json(out / "summary.json", summary)
         return summary
 
     fp = fingerprint(spec, model_dir)
@@ -327,7 +326,7 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
         log.info("reusing the finished warm start %s (same base weights, config and world)", cached)
         shutil.copytree(cached / "final", final, dirs_exist_ok=True)
         summary = {**json.loads((cached / "summary.json").read_text()), "final": str(final), "cached_from": str(cached)}
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        atomic_write_json(out / "summary.json", summary, default=str)
         return summary
 
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -382,7 +381,7 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
                "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
                "seconds": round(time.time() - t0, 1), "plots": [str(p) for p in plots],
                "config": cfg.model_dump(mode="json"), "fingerprint": fp}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    atomic_write_json(out / "summary.json", summary, default=str)
     if spec.cache:
         _store_in_cache(out, cached)
     return summary

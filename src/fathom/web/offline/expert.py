@@ -123,8 +123,10 @@ class ExpertPolicy(LLMClient):
         if phase == 1:  # read the subject's page found by the search
             url = _hit_for(last, hop["subject"])
             if url is None:
-                return f" The search did not return a page about {hop['subject']}.\n</think>\n\nI could not find the answer."
-            return f" Reading the page about {hop['subject']}.\n</think>\n" + _call("query_url", {"url": url, "goal": want})
+                return (f" The search did not return a page about {hop['subject']}.\n</think>\n\n"
+                        "I could not find the answer.")
+            return (f" Reading the page about {hop['subject']}.\n</think>\n"
+                    + _call("query_url", {"url": url, "goal": want}))
         # phase 0: conclude the previous hop (if any), then search for this hop's subject
         lead = ""
         if hop_i > 0:
