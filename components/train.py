@@ -78,7 +78,7 @@ def policy_warmstart(preset: str, base_model: str, tools_url: str, config_json: 
         if isinstance(summary.get(key), (int, float)):
             metrics.log_metric(key, float(summary[key]))
     model.metadata.update({"enabled": bool(summary.get("enabled")), "cached_from": summary.get("cached_from", "")})
-    Path(curves.path).write_text(plots_html([Path(p) for p in summary.get("plots", [])]))
+    Path(curves.path).write_text(plots_html([Path(p) for p in summary.get("plots", []) if Path(p).is_file()]))
 
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)

@@ -325,7 +325,8 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
     if spec.cache and (cached / "final" / ".complete").exists():
         log.info("reusing the finished warm start %s (same base weights, config and world)", cached)
         shutil.copytree(cached / "final", final, dirs_exist_ok=True)
-        summary = {**json.loads((cached / "summary.json").read_text()), "final": str(final), "cached_from": str(cached)}
+        summary = {**json.loads((cached / "summary.json").read_text()), "final": str(final), "cached_from": str(cached),
+                   "plots": [str(p) for p in sorted((cached / "plots").glob("*.png"))]}
         atomic_write_json(out / "summary.json", summary, default=str)
         return summary
 
@@ -395,6 +396,8 @@ def _store_in_cache(out: Path, cached: Path) -> None:
         return
     tmp = cached.with_name(cached.name + f".tmp-{time.time_ns()}")
     shutil.copytree(out / "final", tmp / "final")
+    if (out / "plots").is_dir():
+        shutil.copytree(out / "plots", tmp / "plots")
     shutil.copy2(out / "summary.json", tmp / "summary.json")
     cached.parent.mkdir(parents=True, exist_ok=True)
     try:
