@@ -5,7 +5,6 @@ task's interpreter: the project image on a cluster, the current interpreter unde
 KFP arrive as floats locally: they are cast in the stage functions.
 """
 
-from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
@@ -100,11 +99,11 @@ def evaluation_gate(
     metrics: Output[Metrics],
     report_html: Output[HTML],
     report_md: Output[Markdown],
-) -> NamedTuple("GateOutputs", [("passed", bool), ("reason", str)]):
+) -> bool:
     """Quality gate: is the candidate run better than the baseline run (`baseline_evaluation`)? A baseline that
-    holds no run (first release) passes, and says so. Downstream steps branch on `passed`."""
+    holds no run (first release) passes, and says so. Returns whether it passed (the single output, so that the
+    `dsl.If` on it also resolves under kfp.local); the reason is in the metrics and the report."""
     import tempfile
-    from collections import namedtuple
     from pathlib import Path
 
     from fathom.evaluate.compare import GateConfig
@@ -113,13 +112,12 @@ def evaluation_gate(
     out = Path(tempfile.mkdtemp(prefix="gate-"))
     comp = gate_stage(Path(candidate.path), baseline.path, out,
                       GateConfig(require=require, min_delta=float(min_delta), max_drop=float(max_drop)))
-    result = namedtuple("GateOutputs", ["passed", "reason"])
     if comp is None:
         text = "No baseline (nothing deployed, no baseline policy): the gate passes as the first release."
         Path(report_md.path).write_text(f"# Quality gate\n\n{text}\n")
         Path(report_html.path).write_text(f"<html><body><h1>Quality gate</h1><p>{text}</p></body></html>")
         metrics.log_metric("passed", 1.0)
-        return result(True, text)
+        return True
     metrics.log_metric("passed", float(comp.passed))
     metrics.log_metric("delta", comp.pooled.delta)
     metrics.log_metric("delta_ci_low", comp.pooled.ci_low)
@@ -128,4 +126,4 @@ def evaluation_gate(
     metrics.log_metric("candidate_accuracy", comp.pooled.candidate)
     Path(report_md.path).write_text((out / "comparison.md").read_text())
     Path(report_html.path).write_text((out / "comparison.html").read_text())
-    return result(comp.passed, comp.reason)
+    return bool(comp.passed)

@@ -139,7 +139,7 @@ def retrain_run(
                     "quality gate", secrets=_S3, retries=2)
 
         # ---- release only a better candidate; promote its evaluation to the next baseline
-        with dsl.If(gate.outputs["passed"] == True, name="deploy-if-better"):  # a KFP condition on the task output
+        with dsl.If(gate.outputs["Output"] == True, name="deploy-if-better"):  # a KFP condition on the task output
             deploy = _cpu(deploy_release(model=policy.outputs["model"], deploy_config=deploy_config, cluster=cluster,
                                          servers_dir=servers_dir, run_id=run_id, ready_timeout_s=ready_timeout_s),
                           "deploy", secrets=_S3, retries=1)

@@ -112,9 +112,11 @@ def test_retrain_deploy_only_if_the_gate_passed(ir):
     assert tasks["smoke-test"][1][-1] == cond_comp
     cond_task = next(t for t, (task, _) in tasks.items() if task["componentRef"]["name"] == cond_comp)
     condition = tasks[cond_task][0]["triggerPolicy"]["condition"]
-    assert condition == "inputs.parameter_values['pipelinechannel--evaluation-gate-passed'] == true"
-    assert tasks[cond_task][0]["inputs"]["parameters"]["pipelinechannel--evaluation-gate-passed"][
-        "taskOutputParameter"] == {"producerTask": "evaluation-gate", "outputParameterKey": "passed"}
+    # the gate's single output: its channel name (`evaluation-gate-Output`) is one kfp.local's condition evaluator
+    # resolves as a task output (a named output of a multi-output component is not, and the branch never runs)
+    assert condition == "inputs.parameter_values['pipelinechannel--evaluation-gate-Output'] == true"
+    assert tasks[cond_task][0]["inputs"]["parameters"]["pipelinechannel--evaluation-gate-Output"][
+        "taskOutputParameter"] == {"producerTask": "evaluation-gate", "outputParameterKey": "Output"}
     assert producer(tasks, "deploy-release", "model") == "convert-trained"  # the evaluated model is deployed
     assert {"convert-trained-2", "evaluation-gate"} <= set(tasks[cond_task][0]["dependentTasks"])  # + synthesizer
     assert tasks["smoke-test"][0]["dependentTasks"] == ["deploy-release"]
