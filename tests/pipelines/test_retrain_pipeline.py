@@ -195,11 +195,11 @@ def test_retrain_form_is_small_and_typed(ir):
 #: the embedded run's arguments before the form existed (the semantics the `embedded` profile must keep)
 OLD_LOCAL = {
     "preset": "cpu", "policy_base_model": "local:smollm2", "synth_base_model": "local:smollm2", "judge": "exact",
-    "labeller": "heuristic", "tools_url": "", "n_duetqa": 12, "n_sft": 8, "duetqa_config": "{}", "sft_config": "{}",
+    "labeller": "heuristic", "tools_url": "", "n_duetqa": 8, "n_sft": 8, "duetqa_config": "{}", "sft_config": "{}",
     "filter_limit_per_source": 4, "stage1_config_json": json.dumps({"rapo_epochs": 1.0}),
     "stage2_config_json": json.dumps({"rapo_epochs": 1.0, "max_steps": 2}), "sft_config_json": "{}",
     "dtype": "bf16", "synth_yarn_factor": 2.0, "synth_original_max_pos": 40960, "benchmarks": ["offline-web"],
-    "eval_limit": 40, "baseline_policy": "local:smollm2", "baseline_uri": "", "gate_require": "better",
+    "eval_limit": 30, "baseline_policy": "local:smollm2", "baseline_uri": "", "gate_require": "better",
     "gate_min_delta": 0.0, "gate_max_drop": 0.0, "cluster": False, "servers_dir": "", "ready_timeout_s": 1800.0,
     "expect": "", "rollback": True, "ephemeral": False,
 }
@@ -215,7 +215,7 @@ def test_embedded_profile_keeps_the_local_run():
     for key, value in OLD_LOCAL.items():
         assert args[key] == value, key
     ev = json.loads(args["eval_config_json"])
-    assert ev == {k: v for k, v in heldout_eval_config(40).items() if k != "limit"}
+    assert ev == {k: v for k, v in heldout_eval_config(30).items() if k != "limit"}
     assert ev["web_seed"] == HELD_OUT_WORLD_SEED
     assert args["run_uri"] == args["stage1_checkpoints"] == args["policy_uri"] == args["baseline_parent"] == ""
     deploy = DeployConfig.model_validate_json(args["deploy_config"])
