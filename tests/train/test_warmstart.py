@@ -127,3 +127,31 @@ def test_collator_refuses_mixed_prefixes():
     with pytest.raises(ValueError, match="share their system prefix"):
         _Collator(0)([{"input_ids": [1, 2, 3, 4], "labels": [-100] * 4, "prefix_len": 2},
                       {"input_ids": [1, 9, 3, 4], "labels": [-100] * 4, "prefix_len": 2}])
+
+
+def test_a_finished_warm_start_with_the_same_inputs_is_reused(tmp_path, monkeypatch):
+    import json
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from fathom.rl.warmstart import WarmStartConfig, WarmStartSpec, cache_dir, fingerprint, train_warmstart
+
+    monkeypatch.setenv("FATHOM_HOME", str(tmp_path / "home"))
+    base = tmp_path / "base"
+    LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1)).save_pretrained(base)
+    spec = WarmStartSpec(out_dir=tmp_path / "run", model=str(base), config=WarmStartConfig(n_questions=3))
+    fp = fingerprint(spec, base)
+    assert fp != fingerprint(spec.model_copy(update={"world_seed": 1}), base)  # another world, another entry
+    assert fp != fingerprint(spec.model_copy(update={"config": WarmStartConfig(n_questions=4)}), base)
+    done = cache_dir(fp)
+    (done / "final").mkdir(parents=True)
+    (done / "final" / ".complete").write_text("warm start\n")
+    (done / "final" / "model.safetensors").write_bytes(b"weights")
+    (done / "plots").mkdir()
+    (done / "plots" / "loss.png").write_bytes(b"png")
+    (done / "summary.json").write_text(json.dumps({"trajectories": 3, "plots": ["/gone/loss.png"]}))
+    summary = train_warmstart(spec)
+    assert summary["cached_from"] == str(done) and summary["trajectories"] == 3
+    assert summary["plots"] == [str(done / "plots" / "loss.png")]  # never another run's (deleted) files
+    assert (tmp_path / "run" / "final" / "model.safetensors").read_bytes() == b"weights"
