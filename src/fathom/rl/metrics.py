@@ -103,3 +103,17 @@ def plots_html(paths: list[Path], title: str = "Training curves") -> str:
     imgs = "".join(f'<figure><img src="data:image/png;base64,{base64.b64encode(Path(p).read_bytes()).decode()}"/>'
                    f"<figcaption>{Path(p).stem}</figcaption></figure>" for p in paths)
     return f"<html><head><meta charset='utf-8'><title>{title}</title></head><body><h1>{title}</h1>{imgs}</body></html>"
+
+
+def resume_metrics(out: Path, resume: bool) -> tuple[Path, str | None]:
+    """`OUT/metrics.jsonl` and the newest checkpoint to resume from (None: a fresh run). On resume the metrics are
+    cut back to the checkpoint's step; a fresh run starts an empty file."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    path = Path(out) / "metrics.jsonl"
+    checkpoint = get_last_checkpoint(str(out)) if resume else None
+    if checkpoint:
+        truncate_metrics(path, json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
+    elif path.exists():
+        path.unlink()
+    return path, checkpoint

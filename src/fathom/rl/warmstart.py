@@ -300,9 +300,8 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
-    from fathom.rl.metrics import MetricsFileCallback, plot_metrics, truncate_metrics
+    from fathom.rl.metrics import MetricsFileCallback, plot_metrics, resume_metrics
     from fathom.rl.stage import resolve_model_dir
 
     cfg = spec.config
@@ -359,12 +358,7 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
         weight_decay=0.0, max_grad_norm=1.0, logging_steps=1, save_strategy="steps", save_steps=10,
         save_total_limit=1, report_to=[], use_cpu=not torch.cuda.is_available(), seed=cfg.seed,
         remove_unused_columns=False, disable_tqdm=False, dataloader_num_workers=0)
-    metrics_path = out / "metrics.jsonl"
-    checkpoint = get_last_checkpoint(str(out)) if spec.resume else None
-    if checkpoint:
-        truncate_metrics(metrics_path, json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
-    elif metrics_path.exists():
-        metrics_path.unlink()
+    metrics_path, checkpoint = resume_metrics(out, spec.resume)
     trainer = _trainer_class()(model=model, args=args, train_dataset=batches,
                       data_collator=_Collator(tok.pad_token_id), callbacks=[MetricsFileCallback(metrics_path)])
     trainer.train(resume_from_checkpoint=checkpoint)

@@ -74,10 +74,9 @@ def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
-    from fathom.rl.metrics import MetricsFileCallback, plot_metrics, truncate_metrics
+    from fathom.rl.metrics import MetricsFileCallback, plot_metrics, resume_metrics
     from fathom.rl.stage import resolve_model_dir
 
     out = Path(spec.out_dir)
@@ -97,12 +96,7 @@ def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
     cfg = yarn_config(model_dir, spec.yarn_factor)
     model = AutoModelForCausalLM.from_pretrained(model_dir, config=cfg,
                                                  dtype=torch.bfloat16 if args.bf16 else torch.float32)
-    metrics_path = out / "metrics.jsonl"
-    checkpoint = get_last_checkpoint(str(out)) if spec.resume else None
-    if checkpoint:
-        truncate_metrics(metrics_path, json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
-    elif metrics_path.exists():
-        metrics_path.unlink()
+    metrics_path, checkpoint = resume_metrics(out, spec.resume)
     t0 = time.time()
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                          callbacks=[MetricsFileCallback(metrics_path)])
