@@ -4,7 +4,8 @@
   65,536-token context through YaRN factor 2, packing, gradient checkpointing.
 * ``cpu`` — the embedded model on 2 CPU cores: 4 steps of one row up to 4,096 tokens (a world-teacher row is ~7,500;
   ``fit_rows`` shortens its trace, never its report).
-* ``cpu-smoke`` — the embedded model on CPU in fp32: a couple of steps on a tiny set, short sequences.
+* ``cpu-smoke`` — the embedded model on CPU in fp32: a couple of steps on a tiny set (3,584 tokens: the system
+  turn and a world-teacher report, ~3,000 tokens, must fit).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 logging_steps=1),
     "cpu-smoke": dict(max_steps=2, learning_rate=5e-5, lr_scheduler_type="cosine", adam_beta1=0.9, adam_beta2=0.95,
                       gradient_accumulation_steps=1, per_device_train_batch_size=1, use_cpu=True, bf16=False,
-                      max_length=384, packing=True, gradient_checkpointing=True, save_steps=2, save_total_limit=1,
+                      max_length=3584, packing=False, gradient_checkpointing=True, save_steps=2, save_total_limit=1,
                       logging_steps=1),
 }
 
