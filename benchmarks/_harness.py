@@ -173,12 +173,17 @@ def slow_down(fn: Callable, factor: float) -> Callable:
     if factor == 1:
         return fn
     extra = factor - 1
-    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+    if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def awrapper(*a, **kw):
             return await _drive(fn(*a, **kw).__await__(), extra)
 
         return awrapper
+    if inspect.iscoroutinefunction(getattr(fn, "__call__", None)):  # an ASGI app: keep its 3-argument signature
+        async def asgi(scope, receive, send):
+            return await _drive(fn(scope, receive, send).__await__(), extra)
+
+        return asgi
 
     @functools.wraps(fn)
     def wrapper(*a, **kw):
