@@ -143,7 +143,7 @@ def burn(seconds: float) -> None:
     end = time.thread_time() + seconds
     x = 0
     while time.thread_time() < end:
-        for i in range(200):
+        for i in range(20):
             x += i * i
 
 
