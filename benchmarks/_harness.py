@@ -99,7 +99,7 @@ def spread(xs: Sequence[float]) -> Spread:
 def pct(xs: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100)."""
     s = sorted(xs)
-    return s[min(len(s) - 1, max(0, int(round(q / 100 * len(s) + 0.5)) - 1))]
+    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
 
 
 def interleaved(arms: Sequence[tuple[str, Callable[[], dict]]], rounds: int, *, log: bool = True
@@ -179,7 +179,7 @@ def slow_down(fn: Callable, factor: float) -> Callable:
             return await _drive(fn(*a, **kw).__await__(), extra)
 
         return awrapper
-    if inspect.iscoroutinefunction(getattr(fn, "__call__", None)):  # an ASGI app: keep its 3-argument signature
+    if callable(fn) and inspect.iscoroutinefunction(type(fn).__call__):  # an ASGI app: keep its 3 arguments
         async def asgi(scope, receive, send):
             return await _drive(fn(scope, receive, send).__await__(), extra)
 
@@ -257,9 +257,7 @@ def start_server(code: str, *args: str, port: int | None = None, env: dict | Non
 
             if httpx.get(url + health, timeout=2).status_code == 200:
                 return proc, url
-        except OSError:
-            pass
-        except Exception:  # noqa: BLE001 - httpx errors while starting
+        except Exception:  # noqa: BLE001, S110 - not accepting yet (OSError, httpx errors while starting)
             pass
         time.sleep(0.05)
     proc.kill()

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _harness as H  # noqa: E402
+import _harness as H
 
 QUESTION = "What is the stub answer?"
 HITS = "\n---\n\n".join(f"### {i}. T{i}\n**URL**: http://x.test/{i}\n\n**Snippet**: s\n" for i in range(3))

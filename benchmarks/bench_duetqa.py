@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _harness as H  # noqa: E402
+import _harness as H
 
 STUBS = r'''
 import sys, uvicorn
@@ -176,7 +176,7 @@ def main() -> None:
     for name, rows in funnel.items():
         print(f"{name.split()[0]:>10} {H.spread(H.column(rows, 'items_per_s')).fmt(2):>24} "
               f"{H.spread(H.column(rows, 'cpu_ms_per_item')).fmt(1):>24}")
-    print(f"\ndedup, items/s (median [min–max]); kept")
+    print("\ndedup, items/s (median [min–max]); kept")
     print(f"{'exact (normalised text), baseline':<40} {H.spread(H.column(dd['exact'], 'items_per_s')).fmt(0):>30} "
           f"{dd['exact'][0]['kept']:>8}   on {n_dedup:,}")
     print(f"{'exact + MinHash LSH (ours, vectorised)':<40} {H.spread(H.column(dd['ours'], 'items_per_s')).fmt(0):>30} "

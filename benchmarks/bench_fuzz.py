@@ -22,13 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "answer"))
 
-from fuzz import model_turn  # noqa: E402
+from fuzz import model_turn
 
-from fathom.agent import AgentConfig, FunctionTools, preset_schemas, run_agent  # noqa: E402
-from fathom.agent.parse import parse_tool_calls  # noqa: E402
-from fathom.agent.testing import ScriptedLLM  # noqa: E402
-from fathom.answer import extract_answer, extract_boxed  # noqa: E402
-from fathom.rl.rewards import check_format  # noqa: E402
+from fathom.agent import AgentConfig, FunctionTools, preset_schemas, run_agent
+from fathom.agent.parse import parse_tool_calls
+from fathom.agent.testing import ScriptedLLM
+from fathom.answer import extract_answer, extract_boxed
+from fathom.rl.rewards import check_format
 
 SCHEMAS = preset_schemas("fathom")
 

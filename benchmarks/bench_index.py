@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _harness as H  # noqa: E402
+import _harness as H
 
 
 def make_passages(n: int, seed: int = 0) -> list[dict]:

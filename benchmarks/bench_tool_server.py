@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _harness as H  # noqa: E402
+import _harness as H
 
 GOAL = "When was the first ascent of Mount Veyra and who made it?"
 PAGE = """<!doctype html><html><head><title>Mount Veyra</title></head><body><article><h1>Mount Veyra</h1>
