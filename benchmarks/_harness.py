@@ -20,6 +20,7 @@ import argparse
 import functools
 import inspect
 import json
+import math
 import os
 import resource
 import shutil
@@ -99,7 +100,7 @@ def spread(xs: Sequence[float]) -> Spread:
 def pct(xs: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100)."""
     s = sorted(xs)
-    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
+    return s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))]
 
 
 def interleaved(arms: Sequence[tuple[str, Callable[[], dict]]], rounds: int, *, log: bool = True

@@ -197,6 +197,9 @@ def overhead_run_eval(n: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     H.add_common_args(ap, rounds=5, quick_rounds=3)
+    ap.add_argument("--judge-calls", type=int, default=None, help="judge calls per run (4,000; 500 with --quick)")
+    ap.add_argument("--examples", type=int, default=None, help="run_eval examples per run (4,326; 1,000 with --quick)")
+    ap.add_argument("--grading-only", action="store_true", help="only part 1 (the SimpleQA file)")
     args = ap.parse_args()
     rounds = H.rounds_of(args)
     from fathom.evaluate import runner
@@ -207,8 +210,8 @@ def main() -> None:
         DETERMINISTIC[name] = H.slow_down(DETERMINISTIC[name], f)
     H.patch_slowdown(LLMJudge, "grade", f)
     H.patch_slowdown(runner, "run_eval", f)
-    n_judge = 500 if args.quick else 4000
-    n_over = 1000 if args.quick else 4326
+    n_judge = args.judge_calls or (500 if args.quick else 4000)
+    n_over = args.examples or (1000 if args.quick else 4326)
     H.banner("evaluation: SimpleQA file graded (loading included), judge calls, run_eval overhead", args)
 
     preds = predictions()
@@ -217,13 +220,14 @@ def main() -> None:
                              ("em", lambda: grade_file("em", preds))], rounds)
     others = H.interleaved([(g, (lambda g=g: grade_file(g, preds))) for g in ("f1", "auto", "mc", "number")], 1,
                            log=False)
-    print(f"[2] judge calls, instant stub judge in its own process, concurrency 64, {n_judge} calls per run")
-    with stub_judge_process() as url:
-        judge = H.interleaved([("raw httpx", lambda: asyncio.run(_judge_raw(url, n_judge))),
-                               ("LLMJudge", lambda: asyncio.run(_judge_ours(url, n_judge)))], rounds)
-    print(f"[3] harness overhead, instant stub agent, {n_over} SimpleQA examples, concurrency 16")
-    over = H.interleaved([("bare loop", lambda: overhead_bare(n_over)),
-                          ("run_eval", lambda: overhead_run_eval(n_over))], rounds)
+    if not args.grading_only:
+        print(f"[2] judge calls, instant stub judge in its own process, concurrency 64, {n_judge} calls per run")
+        with stub_judge_process() as url:
+            judge = H.interleaved([("raw httpx", lambda: asyncio.run(_judge_raw(url, n_judge))),
+                                   ("LLMJudge", lambda: asyncio.run(_judge_ours(url, n_judge)))], rounds)
+        print(f"[3] harness overhead, instant stub agent, {n_over} SimpleQA examples, concurrency 16")
+        over = H.interleaved([("bare loop", lambda: overhead_bare(n_over)),
+                              ("run_eval", lambda: overhead_run_eval(n_over))], rounds)
 
     rows = grading["em"][0]["rows"]
     print(f"\n[1] SimpleQA file, {rows:,} rows, one prediction each: seconds including loading (median [min–max])")
@@ -235,17 +239,18 @@ def main() -> None:
     for name, [r] in others.items():
         print(f"    grader {name:<7}: {r['seconds']:.3f} s for the file ({r['rows_per_s']:,.0f} rows/s grading alone, "
               f"1 run)")
-    print("\n[2] judge calls                      calls/s               client CPU ms per call")
-    for name, r in judge.items():
-        print(f"    {name:<26} {H.spread(H.column(r, 'calls_per_s')).fmt(0):>24} "
-              f"{H.spread(H.column(r, 'cpu_ms_per_call')).fmt(3):>28}")
-    print(f"    LLMJudge / raw client CPU per call: "
-          f"{H.spread(H.ratios(judge['LLMJudge'], judge['raw httpx'], 'cpu_ms_per_call')).fmt(2, 'x')}")
-    print("\n[3] harness overhead                 us per example")
-    for name, r in over.items():
-        print(f"    {name:<26} {H.spread(H.column(r, 'us_per_example')).fmt(1):>24}")
-    print(f"    results.jsonl {over['run_eval'][0]['bytes_per_row']:.0f} B/row; run_eval - bare per round: "
-          f"{H.spread([a['us_per_example'] - b['us_per_example'] for a, b in zip(over['run_eval'], over['bare loop'])]).fmt(1, ' us')}")
+    if not args.grading_only:
+        print("\n[2] judge calls                      calls/s               client CPU ms per call")
+        for name, r in judge.items():
+            print(f"    {name:<26} {H.spread(H.column(r, 'calls_per_s')).fmt(0):>24} "
+                  f"{H.spread(H.column(r, 'cpu_ms_per_call')).fmt(3):>28}")
+        print(f"    LLMJudge / raw client CPU per call: "
+              f"{H.spread(H.ratios(judge['LLMJudge'], judge['raw httpx'], 'cpu_ms_per_call')).fmt(2, 'x')}")
+        print("\n[3] harness overhead                 us per example")
+        for name, r in over.items():
+            print(f"    {name:<26} {H.spread(H.column(r, 'us_per_example')).fmt(1):>24}")
+        print(f"    results.jsonl {over['run_eval'][0]['bytes_per_row']:.0f} B/row; run_eval - bare per round: "
+              f"{H.spread([a['us_per_example'] - b['us_per_example'] for a, b in zip(over['run_eval'], over['bare loop'])]).fmt(1, ' us')}")
     H.headline("seconds to grade the SimpleQA file (4,326 rows, loading included)",
                H.column(grading["em"], "seconds"), "lower", "s")
 
