@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import assert_sees_slowdown
+from benchutil import assert_sees_slowdown
 
 
 def test_fuzz_sees_slowdown():  # the fast one (~10 s)

@@ -1,4 +1,4 @@
-"""Helpers of the benchmark tests: run a script of benchmarks/ in its own process and read its HEADLINE line."""
+"""Helpers of the benchmark tests (imported by them; also puts benchmarks/ on sys.path): run a script of benchmarks/ in its own process and read its HEADLINE line."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
+import _harness as H
+
+__all__ = ["H", "assert_sees_slowdown", "run_bench"]
+
 
 def run_bench(script: str, *args: str, slowdown: float = 1.0, timeout: float = 600) -> tuple[dict, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}"
            f"{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.run([sys.executable, str(BENCH / script), *args, "--inject-slowdown", str(slowdown)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+                          check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("HEADLINE ")]
     assert lines, f"{script} printed no HEADLINE:\n{proc.stdout[-3000:]}"
