@@ -40,3 +40,9 @@ def test_duetqa_sees_slowdown():
 @pytest.mark.slow
 def test_eval_sees_slowdown():
     assert_sees_slowdown("bench_eval.py", "--quick", "--grading-only")
+
+
+@pytest.mark.slow
+def test_local_batching_sees_slowdown(embedded_model_dir):
+    assert_sees_slowdown("bench_local_batching.py", "--quick", "--requests", "2", "--new-tokens", "4",
+                         "--batched-only")
