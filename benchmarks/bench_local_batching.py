@@ -92,7 +92,9 @@ def main() -> None:
           f"{args.max_batch} · {args.rounds} rounds", flush=True)
 
     async def run():
-        await batched.complete(prompts[0], max_tokens=2)  # warm-up (allocations, kernels)
+        # warm-up: allocations, kernels and the batcher's prefix cache (a first round is a cold prefill of every
+        # prompt; without this, round 1 of the batched arm alone is cold and the rounds are not alike)
+        await _round(batched, prompts, args.new_tokens)
         res: dict[str, list[tuple[float, int]]] = {"batched": []} if args.batched_only else {
             "batched": [], "one-at-a-time": []}
         for r in range(args.rounds):
