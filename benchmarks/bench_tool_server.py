@@ -2,14 +2,18 @@
 
 Both servers run as separate uvicorn processes with the same settings (1 worker, no access log) on loopback. The load
 comes from `wrk` (Debian package `wrk`; keep-alive, 64 connections, a Lua script for the POST body) in its own
-process: it costs a few microseconds of CPU per request, far below the server's, so the figures are the servers'
-and not the client's. Bare and tool-server measurements alternate in rounds; each figure is printed as the median
+process: it costs 15–30 microseconds of CPU per request (printed), about a tenth of the server's, so the figures are
+the servers' and not the client's. Bare and tool-server measurements alternate in rounds; each figure is printed as the median
 and the [min–max] over rounds, with the server's CPU milliseconds per request (from /proc/<pid>/stat) and wrk's own.
 Every tool-server request must be a cache hit (checked on the server's /metrics).
 
     python benchmarks/bench_tool_server.py                       # 5 rounds x 10 s per arm and call
     python benchmarks/bench_tool_server.py --quick               # 3 rounds x 3 s (about 1 min)
     python benchmarks/bench_tool_server.py --inject-slowdown 2   # the tool server's app does twice its CPU work
+    FATHOM_TOOLS_GC_FREEZE=false python benchmarks/bench_tool_server.py   # without gc.freeze() after start-up
+
+The headline is the ratio of CPU per request (bare / tool server): req/s is what a benchmark on a shared machine loses
+first, CPU per request is what the code costs.
 
 Targets (issue 13): cached search and query_url >= 80 % of bare throughput, p99 < 50 ms at 64 connections.
 """
@@ -178,7 +182,8 @@ def main() -> None:
               "bare / tool server CPU per request, per round (what req/s would be with a core to itself)")
     wrk_share = max(r["client_cpu_ms_per_req"] / r["server_cpu_ms_per_req"]
                     for res in results.values() for rows in res.values() for r in rows)
-    print(f"\nwrk CPU per request / server CPU per request: at most {wrk_share:.1%} (must stay <= 10 %)")
+    print(f"\nwrk CPU per request / server CPU per request: at most {wrk_share:.1%} (target <= 10 %: "
+          f"{'met' if wrk_share <= 0.1 else 'NOT met'})")
     for name, rs in ratio_by_call.items():
         p99 = H.spread(H.column(results[name]["tool server"], "p99_ms")).median
         ok = H.spread(rs).median >= 0.8 and p99 < 50
