@@ -173,3 +173,28 @@ async def test_local_generation_stops_when_its_caller_is_cancelled(embedded_clie
     assert not embedded_client._lock.locked(), "generation kept running after its caller was cancelled"
     out = await embedded_client.complete("1, 2, 3,", max_tokens=2)
     assert out.completion_tokens <= 2
+
+
+async def test_a_server_that_refuses_repetition_penalty_gets_requests_without_it():
+    """`transformers serve` validates strictly: 422 "Unexpected fields in the request: {'repetition_penalty'}". The
+    agent's default (1.05, a vLLM/SGLang extension) must not make every completion fail there (the local release's
+    smoke agent did): the client drops the field for that endpoint and says so once."""
+    app = FastAPI()
+    bodies: list[dict] = []
+
+    @app.post("/v1/completions")
+    async def completions(body: dict):
+        bodies.append(body)
+        extra = set(body) - {"model", "prompt", "max_tokens", "temperature", "top_p", "stop", "seed"}
+        if extra:
+            return JSONResponse({"detail": f"Unexpected fields in the request: {extra}"}, status_code=422)
+        return {"choices": [{"text": "ok", "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+
+    with serve_in_thread(app) as url:
+        async with OpenAIClient(_role(url, max_retries=0)) as client:
+            first = await client.complete("x", max_tokens=4, repetition_penalty=1.05)
+            second = await client.complete("y", max_tokens=4, repetition_penalty=1.05)
+            with pytest.raises(LLMError, match="HTTP 422"):  # any other refused field still fails loudly
+                await client._post("/completions", {"model": "stub", "prompt": "z", "max_tokens": 4, "logit_bias": {}})
+    assert first.text == second.text == "ok"
+    assert ["repetition_penalty" in b for b in bodies[:3]] == [True, False, False]

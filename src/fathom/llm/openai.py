@@ -28,6 +28,7 @@ class OpenAIClient(LLMClient):
             raise ValueError("OpenAIClient needs a remote role")
         self.role = role
         self.model = role.model
+        self._no_repetition_penalty = False  # set when the server refuses the extension (see complete)
         key = role.api_key()  # raises ConfigError naming the variable when missing
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.AsyncClient(
@@ -86,10 +87,20 @@ class OpenAIClient(LLMClient):
     async def complete(self, prompt, *, max_tokens, temperature=0.0, top_p=1.0, stop=None, seed=None,
                        repetition_penalty=None) -> Completion:
         body = {"model": self.model, "prompt": prompt, **self._sampling(max_tokens, temperature, top_p, stop, seed)}
-        if repetition_penalty is not None:
+        if repetition_penalty is not None and not self._no_repetition_penalty:
             body["repetition_penalty"] = repetition_penalty  # vLLM / SGLang extension
         t0 = time.perf_counter()
-        data = await self._post("/completions", body)
+        try:
+            data = await self._post("/completions", body)
+        except LLMError as exc:
+            # servers that validate strictly (`transformers serve`) refuse the extension with a 4xx naming it:
+            # drop it for this endpoint from now on, say so once, and send the request again
+            if "repetition_penalty" not in body or exc.status not in (400, 422) or "repetition_penalty" not in str(exc):
+                raise
+            self._no_repetition_penalty = True
+            log.warning("%s: the server refuses `repetition_penalty`; sending requests without it", self.model)
+            body.pop("repetition_penalty")
+            data = await self._post("/completions", body)
         try:
             choice = data["choices"][0]
             text = choice.get("text") or ""
