@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,8 @@ class Scenario:
     logs: list[str] = field(default_factory=lambda: ["rank0: step 1 loss 0.5", "rank0: done"])
     message: str = "trainer node-0 exited with code 1"
     line_delay_s: float = 0.0
+    #: runs the pod of node i (job, node index, env) → (exit code, log lines); None = the fixed `logs`/`outcome`
+    executor: Callable[[dict, int, dict], tuple[int, list[str]]] | None = None
 
 
 class FakeTrainerAPI:
@@ -98,12 +101,30 @@ class FakeTrainerAPI:
                 "message": "jobset completed" if ok else self.scenario.message}
         job["status"] = {"conditions": [cond]}
 
+    def _execute(self, key) -> None:
+        """Run every node's pod like the torch runtime would: PET_* env per node, node 0's output is the log."""
+        job = self.jobs[key]
+        n = int(job["spec"]["trainer"].get("numNodes") or 1)
+        codes, logs = [], []
+        for i in range(n):
+            env = {"PET_NNODES": str(n), "PET_NODE_RANK": str(i), "PET_NPROC_PER_NODE": "1",
+                   "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": "29500"}
+            code, lines = self.scenario.executor(job, i, env)
+            codes.append(code)
+            if i == 0:
+                logs = lines
+        self.scenario.logs = logs
+        self.scenario.outcome = "Complete" if not any(codes) else "Failed"
+        self.scenario.message = ", ".join(f"node-{i} exited with code {c}" for i, c in enumerate(codes) if c)
+        job["_done"].set()
+
     def _tick(self, key) -> None:
         self.ticks[key] = self.ticks.get(key, 0) + 1
         job = self.jobs[key]
         if self.ticks[key] >= 1 and job["_phase"] == "Pending":
             job["_phase"] = "Running"
-        if self.ticks[key] >= 6:  # nobody read the log: the job ends anyway
+        done = job.get("_done")
+        if self.ticks[key] >= 6 and (done is None or done.is_set()):  # nobody read the log: the job ends anyway
             self._finish(key)
 
     @staticmethod
@@ -142,6 +163,9 @@ class FakeTrainerAPI:
                                             "creationTimestamp": _now(), "resourceVersion": "1", "generation": 1},
                        "_phase": "Pending"}
                 self.jobs[(ns, name)] = job
+                if self.scenario.executor is not None:
+                    job["_done"] = threading.Event()
+                    threading.Thread(target=self._execute, args=((ns, name),), daemon=True).start()
                 return JSONResponse(self._public(job), status_code=201)
 
         @app.get(TJ)
@@ -182,6 +206,9 @@ class FakeTrainerAPI:
             if key is None:
                 return _status(404, "NotFound", f'pods "{pod}" not found')
             self.log_reads.append({"pod": pod, "container": container, "follow": follow})
+            done = self.jobs[key].get("_done")
+            if done is not None:
+                done.wait(120)
             lines = list(self.scenario.logs)
 
             def gen():

@@ -34,8 +34,8 @@ class NodePlan(BaseModel):
     inputs: dict[str, str] = Field(default_factory=dict, description="NAME → URI (s3:// or path) staged in first.")
     output_uri: str = Field(default="", description="Where node 0 publishes the working folder ('' = nowhere); "
                             "a previous attempt's folder there is staged in first (resume).")
-    work_dir: str = Field(default="/tmp/fathom-train/work", description="The working folder (local disk or a "
-                          "shared PVC mount).")
+    work_dir: str = Field(default="", description="The working folder: a shared PVC mount, or '' = `work/` "
+                          "in the node's root ($FATHOM_NODE_ROOT, /tmp/fathom-train) on its local disk.")
     accelerate_config: str = Field(default="", description="accelerate config file name or path ('' = torchrun).")
     cpu: bool = Field(default=False, description="Force CPU processes (tests; gloo).")
 
@@ -54,7 +54,7 @@ def stage_in(plan: NodePlan, root: Path) -> tuple[Path, dict[str, Path]]:
     """Download the inputs and the previous attempt's working folder; returns (work dir, input paths)."""
     from fathom import storage
 
-    work = Path(plan.work_dir)
+    work = Path(plan.work_dir) if plan.work_dir else root / "work"
     local: dict[str, Path] = {}
     for name, uri in plan.inputs.items():
         dest = root / "inputs" / name

@@ -120,7 +120,8 @@ def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
 
 
 def run_sft_component(*, preset: str, base_model: str, config_json: str, checkpoint_uri: str, dataset_path: str,
-                      model, metrics, curves) -> dict:
+                      model, metrics, curves, launcher: str = "inprocess", launch_json: str = "",
+                      run_id: str = "") -> dict:
     """KFP body of synthesizer SFT (see components/train.py)."""
     from fathom.rl.stage import _materialise_model, export_artifacts
 
@@ -135,6 +136,14 @@ def run_sft_component(*, preset: str, base_model: str, config_json: str, checkpo
     spec = SynthSFTSpec(out_dir=work, preset=preset, model=_materialise_model(base_model, work), data=data,
                         resume=work.exists() and any(work.glob("checkpoint-*")),
                         overrides=json.loads(config_json or "{}"))
-    summary = train_synthesizer(spec)
+    from fathom.launch.config import LaunchConfig
+
+    launch = LaunchConfig.from_parameters(launcher, launch_json).model_copy(update={"run_id": run_id} if run_id else {})
+    if launch.launcher == "inprocess":
+        summary = train_synthesizer(spec)
+    else:  # accelerate launch on the pod's GPUs, or a Kubeflow Trainer TrainJob (fathom.launch)
+        from fathom.launch.run import run_stage
+
+        summary = run_stage("synthesizer", spec, launch, checkpoint_uri=checkpoint_uri, step="synthesizer-sft")
     export_artifacts(work, summary, model, metrics, curves, checkpoint_uri)
     return summary

@@ -1,0 +1,141 @@
+"""A training step under the `trainjob` and `accelerate` launchers, at the process boundary: the component stages its
+inputs beside the checkpoint URI, the TrainJob's nodes (run by the fake Trainer API with the torch runtime's PET_*
+env) stage them in, start `accelerate launch ... -m fathom.cli train search ...`, node 0 publishes the working
+folder, and the component gets it back. `fathom train` itself is replaced by a stand-in that writes a finished run;
+the real one under 2 processes is tests/train/test_dist_equivalence.py."""
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from fake_trainer_api import FakeTrainerAPI, Scenario, Served
+
+from fathom.errors import ConfigError
+from fathom.launch import node as node_mod
+from fathom.launch import run as run_mod
+from fathom.launch.config import LaunchConfig
+from fathom.launch.node import NodePlan, run_node
+from fathom.launch.trainjob import TrainJobFailed, trainer_client
+from fathom.rl.stage import SearchTrainSpec
+
+
+def _fake_train(calls: list, fail_rank: int | None = None):
+    """Stands for `accelerate launch -m fathom.cli train ...`: checks the staged inputs, writes a finished run."""
+
+    def call(argv, env=None):
+        calls.append((list(argv), {k: v for k, v in (env or {}).items() if k.startswith("PET_")}))
+        fathom = argv[argv.index("fathom.cli") + 1:]
+        out = Path(fathom[fathom.index("--out") + 1])
+        rank = int(argv[argv.index("--machine_rank") + 1])
+        print(f"rank {rank}: training {' '.join(fathom[:2])}", flush=True)
+        if rank == fail_rank:
+            print("RuntimeError: NCCL timeout", flush=True)
+            return 1
+        assert json.loads(Path(fathom[fathom.index("--data") + 1]).read_text().splitlines()[0])["id"] == "q0"
+        assert (Path(fathom[fathom.index("--model") + 1]) / "config.json").is_file()
+        if rank == 0:
+            (out / "final").mkdir(parents=True, exist_ok=True)
+            (out / "final" / ".complete").write_text("stage 1\n")
+            (out / "checkpoint-3").mkdir(exist_ok=True)
+            (out / "summary.json").write_text(json.dumps({"final": str(out / "final"), "steps": 3, "plots": [],
+                                                          "metrics": str(out / "metrics.jsonl")}))
+        return 0
+
+    return call
+
+
+def _executor(tmp_path):
+    def run(job, i, env):
+        plan = NodePlan.model_validate_json(job["spec"]["trainer"]["command"][-1])
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            rc = run_node(plan, root=tmp_path / f"node{i}", env=env)
+        return rc, buf.getvalue().splitlines()
+
+    return run
+
+
+def _spec(tmp_path) -> SearchTrainSpec:
+    data = tmp_path / "in" / "rl.jsonl"
+    data.parent.mkdir(parents=True)
+    data.write_text('{"id": "q0", "prompt": "What is 1 plus one?", "answer": "2"}\n')
+    policy = tmp_path / "in" / "policy"
+    policy.mkdir()
+    (policy / "config.json").write_text("{}")
+    return SearchTrainSpec(out_dir=tmp_path / "component-work", preset="gpu", stage=1, model=str(policy), data=data,
+                           overrides={"max_steps": 3, "report_to": []})
+
+
+def _launch(**kw):
+    return LaunchConfig(**{"launcher": "trainjob", "num_nodes": 2, "gpus_per_node": 8, "namespace": "ml",
+                           "poll_s": 0.05, "timeout_s": 60, "run_id": "run-7", **kw})
+
+
+def test_trainjob_stage_runs_on_two_nodes_and_returns_the_published_folder(tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(node_mod.subprocess, "call", _fake_train(calls))
+    store = tmp_path / "store"  # the object store (storage treats paths and s3:// URIs alike)
+    fake = FakeTrainerAPI(Scenario(executor=_executor(tmp_path)))
+    lines: list[str] = []
+    with Served(fake) as srv:
+        client = trainer_client("ml", client_configuration=srv.configuration)
+        summary = run_mod.run_trainjob_stage("search", _spec(tmp_path), _launch(), checkpoint_uri=str(store / "s1"),
+                                             step="rapo-stage1", client=client, on_log=lines.append)
+    work = tmp_path / "component-work"
+    assert summary["steps"] == 3 and summary["final"] == str(work / "final")
+    assert (work / "final" / ".complete").is_file() and (work / "checkpoint-3").is_dir()
+    assert (store / "s1.inputs" / "data" / "rl.jsonl").is_file() and (store / "s1.inputs" / "model").is_dir()
+    # one launcher per node: accelerate (ZeRO-3 config with an absolute DeepSpeed path) across 2 machines
+    assert len(calls) == 2
+    for rank, (argv, pet) in enumerate(calls):
+        assert argv[1:3] == ["-m", "accelerate.commands.launch"]
+        flags = dict(zip(argv[3::2], argv[4::2]))
+        assert flags["--num_machines"] == "2" and flags["--machine_rank"] == str(rank)
+        assert flags["--num_processes"] == "2" and flags["--main_process_ip"] == "127.0.0.1"
+        cfg = yaml.safe_load(Path(flags["--config_file"]).read_text())
+        assert Path(cfg["deepspeed_config"]["deepspeed_config_file"]).is_file()
+        fathom = argv[argv.index("fathom.cli") + 1:]
+        assert fathom[:2] == ["train", "search"] and "--resume" in fathom and "max_steps=3" in fathom
+        assert pet["PET_NODE_RANK"] == str(rank)
+    assert "rank 0: training train search" in lines
+    assert any("published" in line for line in lines) and fake.deleted
+
+
+def test_a_failed_node_fails_the_step_with_its_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(node_mod.subprocess, "call", _fake_train([], fail_rank=0))
+    fake = FakeTrainerAPI(Scenario(executor=_executor(tmp_path)))
+    with Served(fake) as srv:
+        client = trainer_client("ml", client_configuration=srv.configuration)
+        with pytest.raises(TrainJobFailed) as err:
+            run_mod.run_trainjob_stage("search", _spec(tmp_path), _launch(), checkpoint_uri=str(tmp_path / "s"),
+                                       step="rapo-stage1", client=client, on_log=lambda _: None)
+    assert "node-0 exited with code 1" in err.value.message
+    assert any("NCCL timeout" in line for line in err.value.logs) and fake.deleted
+
+
+def test_trainjob_needs_a_checkpoint_uri(tmp_path):
+    with pytest.raises(ConfigError, match="checkpoint_uri"):
+        run_mod.run_trainjob_stage("search", _spec(tmp_path), _launch(), checkpoint_uri="", step="s")
+
+
+def test_accelerate_mode_launches_on_the_pods_devices(tmp_path, monkeypatch):
+    seen: list = []
+
+    def fake_run(argv, *, what, tail=60):
+        seen.append(argv)
+        out = Path(argv[argv.index("--out") + 1])
+        (out / "summary.json").write_text(json.dumps({"final": str(out / "final"), "steps": 1}))
+
+    monkeypatch.setattr(run_mod, "_run_streaming", fake_run)
+    spec = _spec(tmp_path)
+    with pytest.raises(ConfigError, match="no GPU"):
+        run_mod.run_accelerate("search", spec, LaunchConfig(launcher="accelerate"))
+    summary = run_mod.run_accelerate("search", spec, LaunchConfig(launcher="accelerate", accelerate_config="cpu_ddp",
+                                                                  num_processes=2))
+    argv = seen[0]
+    assert summary["steps"] == 1
+    assert argv[argv.index("--num_processes") + 1] == "2" and "--cpu" in argv
+    assert argv[argv.index("fathom.cli") + 1:][:2] == ["train", "search"]
