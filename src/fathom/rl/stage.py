@@ -236,5 +236,6 @@ def run_search_component(*, stage: int, preset: str, base_model: str, tools_url:
         from fathom.launch.run import run_stage
 
         summary = run_stage("search", spec, launch, checkpoint_uri=checkpoint_uri, step=f"rapo-stage{stage}")
-    export_artifacts(work, summary, model, metrics, curves, checkpoint_uri)
+    # a TrainJob's node 0 already published the working folder to checkpoint_uri
+    export_artifacts(work, summary, model, metrics, curves, "" if launch.launcher == "trainjob" else checkpoint_uri)
     return summary

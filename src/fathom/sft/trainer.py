@@ -149,5 +149,6 @@ def run_sft_component(*, preset: str, base_model: str, config_json: str, checkpo
         from fathom.launch.run import run_stage
 
         summary = run_stage("synthesizer", spec, launch, checkpoint_uri=checkpoint_uri, step="synthesizer-sft")
-    export_artifacts(work, summary, model, metrics, curves, checkpoint_uri)
+    # a TrainJob's node 0 already published the working folder to checkpoint_uri
+    export_artifacts(work, summary, model, metrics, curves, "" if launch.launcher == "trainjob" else checkpoint_uri)
     return summary
