@@ -18,4 +18,4 @@ def release_trainjobs(launcher: str, launch_json: str, run_id: str) -> str:
         return ""
     from fathom.launch.trainjob import delete_run_trainjobs
 
-    return ",".join(delete_run_trainjobs(run_id, namespace=cfg.namespace))
+    return ",".join(delete_run_trainjobs(run_id, namespace=cfg.namespace, config_file=cfg.kubeconfig))

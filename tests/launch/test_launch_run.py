@@ -139,3 +139,47 @@ def test_accelerate_mode_launches_on_the_pods_devices(tmp_path, monkeypatch):
     assert summary["steps"] == 1
     assert argv[argv.index("--num_processes") + 1] == "2" and "--cpu" in argv
     assert argv[argv.index("fathom.cli") + 1:][:2] == ["train", "search"]
+
+
+class _Art:
+    def __init__(self, path):
+        self.path, self.metadata, self.logged = str(path), {}, {}
+
+    def log_metric(self, k, v):
+        self.logged[k] = v
+
+
+def test_rapo_component_body_with_the_trainjob_launcher(tmp_path, monkeypatch):
+    """The component body (`run_search_component`) with `launcher=trainjob`: the SDK client comes from a kubeconfig
+    (here: the fake API's), the Model artifact gets the final model node 0 published."""
+    from kubernetes import client as k8s
+
+    from fathom.rl.stage import run_search_component
+
+    monkeypatch.setattr(node_mod.subprocess, "call", _fake_train([]))
+    spec = _spec(tmp_path)
+    fake = FakeTrainerAPI(Scenario(executor=_executor(tmp_path)))
+    saved = k8s.Configuration.get_default_copy()
+    try:
+        with Served(fake) as srv:
+            kubeconfig = tmp_path / "kubeconfig"
+            kubeconfig.write_text(yaml.safe_dump({
+                "apiVersion": "v1", "kind": "Config", "current-context": "c",
+                "clusters": [{"name": "fake", "cluster": {"server": srv.url}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "fake", "user": "u", "namespace": "ml"}}]}))
+            model, metrics, curves = _Art(tmp_path / "model"), _Art(tmp_path / "m"), _Art(tmp_path / "c.html")
+            summary = run_search_component(
+                stage=1, preset="gpu", base_model=str(spec.model), tools_url="", judge="exact", labeller="heuristic",
+                config_json=json.dumps({"max_steps": 3}), checkpoint_uri=str(tmp_path / "store" / "s1"),
+                dataset_path=str(spec.data.parent), model=model, metrics=metrics, curves=curves, launcher="trainjob",
+                launch_json=json.dumps({"num_nodes": 1, "namespace": "ml", "poll_s": 0.05, "timeout_s": 60,
+                                        "kubeconfig": str(kubeconfig)}),
+                run_id="run-9")
+    finally:
+        k8s.Configuration.set_default(saved)
+    assert summary["steps"] == 3 and (Path(model.path) / ".complete").is_file()
+    assert metrics.logged["steps"] == 3.0
+    [body] = fake.created
+    assert body["metadata"]["labels"] == {"fathom.ai/step": "rapo-stage1", "fathom.ai/run-id": "run-9"}
+    assert fake.deleted == [body["metadata"]["name"]]

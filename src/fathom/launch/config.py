@@ -42,6 +42,8 @@ class LaunchConfig(BaseModel):
     shm_size: str = Field(default="64Gi", description="trainjob mode: /dev/shm (a memory emptyDir) per node.")
     namespace: str = Field(default="", description="trainjob mode: namespace of the TrainJob ('' = the namespace "
                            "of the component's pod, else `default`).")
+    kubeconfig: str = Field(default="", description="trainjob mode: a kubeconfig file for the Kubernetes API ('' = "
+                            "the pod's service account in a cluster, else $KUBECONFIG / ~/.kube/config).")
     runtime: str = Field(default="torch-distributed", description=(
         "trainjob mode: the ClusterTrainingRuntime (Trainer v2.3 `torch-distributed`: torchrun env PET_* injected "
         "per node; DeepSpeed runs inside it through accelerate_config)."))

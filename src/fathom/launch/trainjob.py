@@ -153,15 +153,16 @@ def validate_trainjob(obj: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ submission
-def trainer_client(namespace: str = "", client_configuration=None):
-    """A Kubeflow SDK TrainerClient on the Kubernetes backend (in-cluster or kubeconfig, or the given
+def trainer_client(namespace: str = "", client_configuration=None, config_file: str | None = None):
+    """A Kubeflow SDK TrainerClient on the Kubernetes backend (in-cluster, a kubeconfig file, or the given
     `kubernetes.client.Configuration`)."""
     try:
         from kubeflow.trainer import KubernetesBackendConfig, TrainerClient
     except ImportError as exc:  # pragma: no cover - depends on the image
         raise ConfigError("launcher=trainjob needs the Kubeflow SDK: pip install 'kubeflow==0.5.*'") from exc
     return TrainerClient(backend_config=KubernetesBackendConfig(namespace=namespace or _pod_namespace(),
-                                                                client_configuration=client_configuration))
+                                                                client_configuration=client_configuration,
+                                                                config_file=config_file or None))
 
 
 def _pod_namespace() -> str:
@@ -304,7 +305,7 @@ def run_trainjob(cfg: LaunchConfig, command: list[str], *, step: str = "train", 
     problems = validate_trainjob(obj)
     if problems:
         raise ConfigError("the TrainJob does not validate against the Trainer CRD: " + "; ".join(problems))
-    client = client or trainer_client(cfg.namespace)
+    client = client or trainer_client(cfg.namespace, config_file=cfg.kubeconfig)
     job = obj["metadata"]["name"]
     submit(client, cfg, job, command, step=step, env=env)
     try:
@@ -317,11 +318,11 @@ def run_trainjob(cfg: LaunchConfig, command: list[str], *, step: str = "train", 
                 log.warning("could not delete TrainJob %s: %s", job, exc)
 
 
-def delete_run_trainjobs(run_id: str, *, namespace: str = "", client=None) -> list[str]:
+def delete_run_trainjobs(run_id: str, *, namespace: str = "", client=None, config_file: str = "") -> list[str]:
     """Delete every TrainJob labelled with this pipeline run (the exit handler). Returns the deleted names."""
     if not run_id:
         return []
-    client = client or trainer_client(namespace)
+    client = client or trainer_client(namespace, config_file=config_file)
     backend = client.backend
     selector = f"{RUN_LABEL}={re.sub(r'[^A-Za-z0-9_.-]', '-', run_id)[:63]}"
     items = backend.custom_api.list_namespaced_custom_object(GROUP, VERSION, backend.namespace, PLURAL,
