@@ -52,6 +52,7 @@ class Scenario:
     logs: list[str] = field(default_factory=lambda: ["rank0: step 1 loss 0.5", "rank0: done"])
     message: str = "trainer node-0 exited with code 1"
     line_delay_s: float = 0.0
+    flaky_gets: int = 0  # the first N TrainJob GETs answer 503 (an API server restarting)
     #: runs the pod of node i (job, node index, env) → (exit code, log lines); None = the fixed `logs`/`outcome`
     executor: Callable[[dict, int, dict], tuple[int, list[str]]] | None = None
 
@@ -179,6 +180,9 @@ class FakeTrainerAPI:
         @app.get(TJ + "/{name}")
         def get(ns: str, name: str):
             with self.lock:
+                if self.scenario.flaky_gets > 0 and (ns, name) in self.jobs:
+                    self.scenario.flaky_gets -= 1
+                    return _status(503, "ServiceUnavailable", "the server is currently unable to handle the request")
                 if (ns, name) not in self.jobs:
                     return _status(404, "NotFound", f'trainjobs.trainer.kubeflow.org "{name}" not found')
                 self._tick((ns, name))

@@ -120,6 +120,14 @@ def test_lifecycle_complete_streams_logs_and_deletes():
     assert _strip_server_fields(fake.created[0]) == render_trainjob(cfg, name, COMMAND, step="rapo-stage1")
 
 
+def test_transient_api_errors_are_retried():
+    fake = FakeTrainerAPI(Scenario(outcome="Complete", flaky_gets=3))
+    with Served(fake) as srv:
+        client = trainer_client("ml", client_configuration=srv.configuration)
+        final = run_trainjob(_cfg(poll_s=0.01), COMMAND, step="s1", client=client, on_log=lambda _: None)
+    assert final["status"]["conditions"][0]["type"] == "Complete" and fake.scenario.flaky_gets == 0
+
+
 def test_lifecycle_failed_raises_the_jobs_error_and_deletes():
     fake = FakeTrainerAPI(Scenario(outcome="Failed", message="node-1: CUDA out of memory (exit code 1)",
                                    logs=["step 1 loss 0.7", "torch.OutOfMemoryError: CUDA out of memory"]))

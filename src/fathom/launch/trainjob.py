@@ -258,15 +258,44 @@ def _wait_gone(client, name: str, poll_s: float, timeout: float) -> None:
     raise TimeoutError(f"TrainJob {name} was not deleted within {timeout:.0f} s")
 
 
+TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+
+
+def _transient(exc: BaseException) -> bool:
+    """An API error worth retrying: throttling, a 5xx, a dropped connection (also when the SDK wraps it)."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    for e in (exc, exc.__cause__):
+        if isinstance(e, ApiException) and e.status in TRANSIENT_STATUS:
+            return True
+        if isinstance(e, Urllib3Error | ConnectionError | TimeoutError):
+            return True
+    return False
+
+
+def _retry(fn: Callable[[], Any], what: str, *, attempts: int = 6, backoff_s: float = 1.0) -> Any:
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if i == attempts - 1 or not _transient(exc):
+                raise
+            log.warning("%s failed (%s); retrying", what, exc)
+            time.sleep(backoff_s * 2 ** i)
+    raise AssertionError("unreachable")
+
+
 def wait(client, name: str, *, timeout_s: float, poll_s: float, on_log: Callable[[str], None] = print,
-         tail: int = 200) -> dict[str, Any]:
+         tail: int = 200, retry_backoff_s: float = 1.0) -> dict[str, Any]:
     """Follow node 0's log while the job runs; return the final object when Complete, raise TrainJobFailed
-    (condition message + log tail) when Failed, TimeoutError after `timeout_s`."""
+    (condition message + log tail) when Failed, TimeoutError after `timeout_s`. Transient API errors (429, 5xx,
+    dropped connections) are retried with backoff."""
     lines: collections.deque[str] = collections.deque(maxlen=tail)
-    streamed = False
+    streamed, stream_attempts = False, 0
     end = time.monotonic() + timeout_s
     while True:
-        obj = _job_object(client, name)
+        obj = _retry(lambda: _job_object(client, name), f"get TrainJob {name}", backoff_s=retry_backoff_s)
         failed = _condition(obj, "Failed")
         if failed is not None:
             if not streamed:
@@ -276,9 +305,10 @@ def wait(client, name: str, *, timeout_s: float, poll_s: float, on_log: Callable
             if not streamed:
                 _collect_logs(client, name, lines, on_log, follow=False)
             return obj
-        if not streamed:
-            job = client.get_job(name)
+        if not streamed and stream_attempts < 3:
+            job = _retry(lambda: client.get_job(name), f"get TrainJob {name} pods", backoff_s=retry_backoff_s)
             if any(s.name == "node-0" and s.status not in (None, "Pending") for s in job.steps):
+                stream_attempts += 1
                 streamed = _collect_logs(client, name, lines, on_log, follow=True)
                 continue  # the log ended: the container exited; read the outcome at once
         if time.monotonic() > end:
@@ -309,7 +339,8 @@ def run_trainjob(cfg: LaunchConfig, command: list[str], *, step: str = "train", 
     job = obj["metadata"]["name"]
     submit(client, cfg, job, command, step=step, env=env)
     try:
-        return wait(client, job, timeout_s=cfg.timeout_s, poll_s=cfg.poll_s, on_log=on_log)
+        return wait(client, job, timeout_s=cfg.timeout_s, poll_s=cfg.poll_s, on_log=on_log,
+                    retry_backoff_s=min(cfg.poll_s, 1.0))
     finally:
         if cfg.delete_on_exit:
             try:
