@@ -137,8 +137,39 @@ def test_accelerate_mode_launches_on_the_pods_devices(tmp_path, monkeypatch):
                                                                   num_processes=2))
     argv = seen[0]
     assert summary["steps"] == 1
-    assert argv[argv.index("--num_processes") + 1] == "2" and "--cpu" in argv
+    # CPU processes: torchrun (accelerate's MULTI_CPU launch needs MPI), gloo
+    assert argv[1:4] == ["-m", "torch.distributed.run", "--standalone"]
+    assert argv[argv.index("--nproc_per_node") + 1] == "2" and "ddp_backend=gloo" in argv
     assert argv[argv.index("fathom.cli") + 1:][:2] == ["train", "search"]
+    summary = run_mod.run_accelerate("search", spec, LaunchConfig(launcher="accelerate", accelerate_config="zero2",
+                                                                  num_processes=8))
+    argv = seen[1]
+    assert argv[1:3] == ["-m", "accelerate.commands.launch"] and argv[argv.index("--num_processes") + 1] == "8"
+    cfg = yaml.safe_load(Path(argv[argv.index("--config_file") + 1]).read_text())
+    assert cfg["deepspeed_config"]["deepspeed_config_file"].endswith("ds_zero2.json")
+
+
+@pytest.mark.slow
+def test_accelerate_launcher_trains_on_two_cpu_processes(tmp_path, embedded_model_dir):
+    """The real thing: `fathom train search` under the launcher with 2 CPU processes (gloo), one step; the global
+    batch spans both processes (2 prompts × G = 2 with a per-process batch of 2 rollouts)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+    from rapo_testkit import template_file, tiny_model_dir
+
+    model = tiny_model_dir(tmp_path, embedded_model_dir)
+    data = tmp_path / "rl.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"What is {i} plus one?", "answer": str(i + 1)})
+                            + "\n" for i in range(4)))
+    spec = SearchTrainSpec(out_dir=tmp_path / "work", preset="cpu-smoke", stage=1, model=str(model), data=data,
+                           overrides={"max_steps": 1, "save_steps": 1, "report_to": [], "max_tokens_per_turn": 8,
+                                      "prompt_template": str(template_file(tmp_path)), "plots": False})
+    summary = run_mod.run_accelerate("search", spec, LaunchConfig(launcher="accelerate", accelerate_config="cpu_ddp",
+                                                                  num_processes=2))
+    assert summary["steps"] == 1 and (tmp_path / "work" / "final" / ".complete").is_file()
+    state = json.loads((tmp_path / "work" / "checkpoint-1" / "rapo_state.json").read_text())
+    assert len(state["last_batch_pids"]) == 2  # world size 2: 2 processes × 2 rollouts = 2 groups of G = 2
 
 
 class _Art:

@@ -59,8 +59,8 @@ def resolved_accelerate_config(src: Path, dest_dir: Path) -> Path:
 
 
 def accelerate_argv(config_file: Path | None, fathom_argv: list[str], *, num_processes: int, num_machines: int = 1,
-                    machine_rank: int = 0, main_process_ip: str | None = None, main_process_port: int | None = None,
-                    cpu: bool = False) -> list[str]:
+                    machine_rank: int = 0, main_process_ip: str | None = None,
+                    main_process_port: int | None = None) -> list[str]:
     """`accelerate launch [...] -m fathom.cli <fathom_argv>`: `num_processes` is the total over all machines."""
     argv = [sys.executable, "-m", "accelerate.commands.launch"]
     if config_file is not None:
@@ -71,15 +71,14 @@ def accelerate_argv(config_file: Path | None, fathom_argv: list[str], *, num_pro
         if not main_process_ip:
             raise ConfigError("multi-node accelerate launch needs the main process address")
         argv += ["--main_process_ip", main_process_ip, "--main_process_port", str(main_process_port or 29500)]
-    if cpu:
-        argv.append("--cpu")
     return argv + ["-m", "fathom.cli", *fathom_argv]
 
 
-def torchrun_argv(fathom_argv: list[str], *, nproc_per_node: int | str | None = None) -> list[str]:
+def torchrun_argv(fathom_argv: list[str], *, nproc_per_node: int | str | None = None,
+                  standalone: bool = False) -> list[str]:
     """`torchrun -m fathom.cli ...`: node count, rank and rendezvous come from the PET_* env Kubeflow Trainer's torch
-    runtime injects (torchrun reads PET_<FLAG> as the default of --<flag>)."""
-    argv = [sys.executable, "-m", "torch.distributed.run"]
+    runtime injects (torchrun reads PET_<FLAG> as the default of --<flag>), or `--standalone` on one machine."""
+    argv = [sys.executable, "-m", "torch.distributed.run"] + (["--standalone"] if standalone else [])
     if nproc_per_node is not None:
         argv += ["--nproc_per_node", str(nproc_per_node)]
     return argv + ["-m", "fathom.cli", *fathom_argv]

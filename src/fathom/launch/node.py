@@ -36,8 +36,8 @@ class NodePlan(BaseModel):
                             "a previous attempt's folder there is staged in first (resume).")
     work_dir: str = Field(default="", description="The working folder: a shared PVC mount, or '' = `work/` "
                           "in the node's root ($FATHOM_NODE_ROOT, /tmp/fathom-train) on its local disk.")
-    accelerate_config: str = Field(default="", description="accelerate config file name or path ('' = torchrun).")
-    cpu: bool = Field(default=False, description="Force CPU processes (tests; gloo).")
+    accelerate_config: str = Field(default="", description="accelerate config file name or path ('' or cpu_ddp = "
+                                   "torchrun).")
 
 
 def _substitute(argv: list[str], work: Path, inputs: dict[str, Path]) -> list[str]:
@@ -70,16 +70,16 @@ def stage_in(plan: NodePlan, root: Path) -> tuple[Path, dict[str, Path]]:
 
 def launcher_argv(plan: NodePlan, fathom_argv: list[str], root: Path, env: dict[str, str] | None = None) -> list[str]:
     """The launcher command of this node: accelerate (with a DeepSpeed/FSDP config) or torchrun."""
-    topo = node_topology(env, local_devices=None if not plan.cpu else 1)
-    if not plan.accelerate_config:
+    if plan.accelerate_config in ("", "cpu_ddp"):  # accelerate starts MULTI_CPU through MPI only
         return torchrun_argv(fathom_argv)
+    topo = node_topology(env)
     from fathom.launch.config import LaunchConfig
 
     src = LaunchConfig(accelerate_config=plan.accelerate_config).accelerate_config_file()
     cfg = resolved_accelerate_config(src, root / "accelerate") if src else None
     return accelerate_argv(cfg, fathom_argv, num_processes=topo["nnodes"] * topo["nproc_per_node"],
                            num_machines=topo["nnodes"], machine_rank=topo["node_rank"],
-                           main_process_ip=topo["master_addr"], main_process_port=topo["master_port"], cpu=plan.cpu)
+                           main_process_ip=topo["master_addr"], main_process_port=topo["master_port"])
 
 
 def run_node(plan: NodePlan, *, root: Path | None = None, env: dict[str, str] | None = None) -> int:

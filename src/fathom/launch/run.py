@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fathom.errors import ConfigError, FathomError
-from fathom.launch.command import Kind, accelerate_argv, resolved_accelerate_config, train_argv
+from fathom.launch.command import Kind, accelerate_argv, resolved_accelerate_config, torchrun_argv, train_argv
 from fathom.launch.config import LaunchConfig
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,16 @@ def run_accelerate(kind: Kind, spec, launch: LaunchConfig) -> dict[str, Any]:
                           "accelerate_config=cpu_ddp) to run CPU processes")
     work = Path(spec.out_dir)
     work.mkdir(parents=True, exist_ok=True)
-    src = launch.accelerate_config_file()
-    cfg = resolved_accelerate_config(src, work / ".launch") if src else None
-    argv = accelerate_argv(cfg, spec_argv(kind, spec), num_processes=nproc,
-                           cpu=launch.accelerate_config == "cpu_ddp")
+    if launch.accelerate_config == "cpu_ddp":
+        # accelerate launches MULTI_CPU through MPI only (its simple launcher starts one process): torchrun starts
+        # the CPU processes, the trainer's accelerate state joins them over gloo
+        spec = spec.model_copy(update={"overrides": {**spec.overrides, "ddp_backend": "gloo"}})
+        argv = torchrun_argv(spec_argv(kind, spec), nproc_per_node=nproc, standalone=True)
+    else:
+        src = launch.accelerate_config_file()
+        cfg = resolved_accelerate_config(src, work / ".launch") if src else None
+        argv = accelerate_argv(cfg, spec_argv(kind, spec), num_processes=nproc) if cfg else \
+            torchrun_argv(spec_argv(kind, spec), nproc_per_node=nproc, standalone=True)
     log.info("accelerate launch of %s on %d processes: %s", kind, nproc, " ".join(argv))
     _run_streaming(argv, what=f"accelerate launch of `fathom train {kind}`")
     return _summary(work)
