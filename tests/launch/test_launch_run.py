@@ -95,6 +95,7 @@ def test_trainjob_stage_runs_on_two_nodes_and_returns_the_published_folder(tmp_p
         flags = dict(zip(argv[3::2], argv[4::2]))
         assert flags["--num_machines"] == "2" and flags["--machine_rank"] == str(rank)
         assert flags["--num_processes"] == "2" and flags["--main_process_ip"] == "127.0.0.1"
+        assert flags["--deepspeed_multinode_launcher"] == "standard"  # no pdsh/ssh between pods
         cfg = yaml.safe_load(Path(flags["--config_file"]).read_text())
         assert Path(cfg["deepspeed_config"]["deepspeed_config_file"]).is_file()
         fathom = argv[argv.index("fathom.cli") + 1:]

@@ -70,7 +70,9 @@ def accelerate_argv(config_file: Path | None, fathom_argv: list[str], *, num_pro
     if num_machines > 1:
         if not main_process_ip:
             raise ConfigError("multi-node accelerate launch needs the main process address")
-        argv += ["--main_process_ip", main_process_ip, "--main_process_port", str(main_process_port or 29500)]
+        argv += ["--main_process_ip", main_process_ip, "--main_process_port", str(main_process_port or 29500),
+                 # every pod runs its own launcher (no pdsh/ssh between pods): DeepSpeed's torchrun-style launcher
+                 "--deepspeed_multinode_launcher", "standard"]
     return argv + ["-m", "fathom.cli", *fathom_argv]
 
 
