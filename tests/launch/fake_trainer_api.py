@@ -53,6 +53,7 @@ class Scenario:
     message: str = "trainer node-0 exited with code 1"
     line_delay_s: float = 0.0
     flaky_gets: int = 0  # the first N TrainJob GETs answer 503 (an API server restarting)
+    finish_after_gets: int = 6  # the job ends after this many GETs even if nobody reads its log
     #: runs the pod of node i (job, node index, env) → (exit code, log lines); None = the fixed `logs`/`outcome`
     executor: Callable[[dict, int, dict], tuple[int, list[str]]] | None = None
 
@@ -125,7 +126,7 @@ class FakeTrainerAPI:
         if self.ticks[key] >= 1 and job["_phase"] == "Pending":
             job["_phase"] = "Running"
         done = job.get("_done")
-        if self.ticks[key] >= 6 and (done is None or done.is_set()):  # nobody read the log: the job ends anyway
+        if self.ticks[key] >= self.scenario.finish_after_gets and (done is None or done.is_set()):  # nobody read the log: the job ends anyway
             self._finish(key)
 
     @staticmethod

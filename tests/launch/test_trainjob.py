@@ -128,6 +128,16 @@ def test_transient_api_errors_are_retried():
     assert final["status"]["conditions"][0]["type"] == "Complete" and fake.scenario.flaky_gets == 0
 
 
+def test_a_hanging_log_stream_does_not_outlive_the_timeout():
+    fake = FakeTrainerAPI(Scenario(outcome="Complete", logs=["step 1", "step 2"], line_delay_s=1.5,
+                                   finish_after_gets=10**6))
+    with Served(fake) as srv:
+        client = trainer_client("ml", client_configuration=srv.configuration)
+        with pytest.raises(TimeoutError, match="did not finish"):
+            run_trainjob(_cfg(timeout_s=1.0, poll_s=0.05), COMMAND, step="s1", client=client, on_log=lambda _: None)
+    assert fake.deleted == [trainjob_name("s1", "run-42")]  # deleted on the way out all the same
+
+
 def test_lifecycle_failed_raises_the_jobs_error_and_deletes():
     fake = FakeTrainerAPI(Scenario(outcome="Failed", message="node-1: CUDA out of memory (exit code 1)",
                                    logs=["step 1 loss 0.7", "torch.OutOfMemoryError: CUDA out of memory"]))

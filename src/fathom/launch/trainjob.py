@@ -287,30 +287,43 @@ def _retry(fn: Callable[[], Any], what: str, *, attempts: int = 6, backoff_s: fl
 
 
 def wait(client, name: str, *, timeout_s: float, poll_s: float, on_log: Callable[[str], None] = print,
-         tail: int = 200, retry_backoff_s: float = 1.0) -> dict[str, Any]:
-    """Follow node 0's log while the job runs; return the final object when Complete, raise TrainJobFailed
-    (condition message + log tail) when Failed, TimeoutError after `timeout_s`. Transient API errors (429, 5xx,
-    dropped connections) are retried with backoff."""
+         tail: int = 200, retry_backoff_s: float = 1.0, drain_s: float = 30.0) -> dict[str, Any]:
+    """Follow node 0's log (in a thread) while polling the job's status; return the final object when Complete,
+    raise TrainJobFailed (condition message + log tail) when Failed, TimeoutError after `timeout_s` — also when
+    the log stream hangs. Transient API errors (429, 5xx, dropped connections) are retried with backoff."""
+    import threading
+
     lines: collections.deque[str] = collections.deque(maxlen=tail)
-    streamed, stream_attempts = False, 0
+    follower: threading.Thread | None = None
+
+    def follow() -> None:
+        for _ in range(3):  # the log may not be readable yet, or the stream may drop: retry a few times
+            if _collect_logs(client, name, lines, on_log, follow=True):
+                return
+            time.sleep(poll_s)
+
+    def settle() -> None:
+        """Let the log finish (the container has exited), or read it once if it was never followed."""
+        if follower is not None:
+            follower.join(timeout=drain_s)
+        else:
+            _collect_logs(client, name, lines, on_log, follow=False)
+
     end = time.monotonic() + timeout_s
     while True:
         obj = _retry(lambda: _job_object(client, name), f"get TrainJob {name}", backoff_s=retry_backoff_s)
         failed = _condition(obj, "Failed")
         if failed is not None:
-            if not streamed:
-                _collect_logs(client, name, lines, on_log, follow=False)
+            settle()
             raise TrainJobFailed(name, failed.get("message") or failed.get("reason") or "Failed", list(lines))
         if _condition(obj, "Complete") is not None:
-            if not streamed:
-                _collect_logs(client, name, lines, on_log, follow=False)
+            settle()
             return obj
-        if not streamed and stream_attempts < 3:
+        if follower is None:
             job = _retry(lambda: client.get_job(name), f"get TrainJob {name} pods", backoff_s=retry_backoff_s)
             if any(s.name == "node-0" and s.status not in (None, "Pending") for s in job.steps):
-                stream_attempts += 1
-                streamed = _collect_logs(client, name, lines, on_log, follow=True)
-                continue  # the log ended: the container exited; read the outcome at once
+                follower = threading.Thread(target=follow, name=f"logs-{name}", daemon=True)
+                follower.start()
         if time.monotonic() > end:
             raise TimeoutError(f"TrainJob {name} did not finish within {timeout_s:.0f} s")
         time.sleep(poll_s)
