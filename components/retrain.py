@@ -123,16 +123,19 @@ def evaluate_candidate(
     report_html: Output[HTML],
     report_md: Output[Markdown],
 ):
-    """`evaluate_benchmark` with the policy role set to the candidate model in-process (`local:<artifact path>`);
+    """`evaluate_benchmark` with the policy role set to the candidate model: served by vLLM in bf16 inside the step
+    when it has a GPU, else in-process (`local:<artifact path>`);
     `config_json` is an EvalConfig without datasets/out (its agent.policy is replaced)."""
     import json
     from pathlib import Path
 
     from fathom.evaluate.stages import copy_reports, evaluate_stage, headline
+    from fathom.llm.gpu import candidate_policy
 
     cfg = json.loads(config_json or "{}")
-    cfg.setdefault("agent", {})["policy"] = f"local:{candidate.path}"
-    res = evaluate_stage(benchmark, Path(run.path), cfg, tools_url=tools_url, limit=limit)
+    with candidate_policy(candidate.path) as role:  # vLLM bf16 on the step's GPU, else local:<path> on CPU
+        cfg.setdefault("agent", {})["policy"] = role
+        res = evaluate_stage(benchmark, Path(run.path), cfg, tools_url=tools_url, limit=limit)
     for key, value in headline(res.metrics).items():
         metrics.log_metric(key, value)
     run.metadata.update({"benchmark": benchmark, "rows": res.metrics.overall.n, "accuracy": res.metrics.overall.accuracy})

@@ -7,6 +7,10 @@ pipelines/train.py and components.base.on_gpu_pool).
 Model artifacts hold the final model folder (safetensors + tokenizer). The working folder (checkpoints, TensorBoard)
 lives next to the artifact, or is mirrored to `checkpoint_uri` (S3-compatible) when given, so large checkpoints go
 to object storage and a restarted pod resumes from them.
+
+The GPU training steps (RAPO stage 1/2, synthesizer SFT) take `launcher` = inprocess | accelerate | trainjob and
+`launch_json` (fathom.launch.config.LaunchConfig fields): in the component's process, `accelerate launch` on all GPUs
+of the pod, or a Kubeflow Trainer TrainJob of num_nodes × gpus_per_node (`run_id` labels it for the exit handler).
 """
 
 from kfp import dsl
@@ -84,14 +88,15 @@ def policy_warmstart(preset: str, base_model: str, tools_url: str, config_json: 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
 def rapo_stage1(preset: str, tools_url: str, judge: str, labeller: str, config_json: str, checkpoint_uri: str,
                 policy: Input[Model], dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
-                curves: Output[HTML]):
+                curves: Output[HTML], launcher: str = "inprocess", launch_json: str = "{}", run_id: str = ""):
     """RAPO stage 1 (Eq. 4 reward) from the warm-start step's policy (its folder, or the base model's URI when the
     warm start is off)."""
     from fathom.rl.stage import run_search_component
 
     run_search_component(stage=1, preset=preset, base_model=policy.metadata.get("uri") or policy.path, tools_url=tools_url, judge=judge,
                          labeller=labeller, config_json=config_json, checkpoint_uri=checkpoint_uri,
-                         dataset_path=dataset.path, model=model, metrics=metrics, curves=curves)
+                         dataset_path=dataset.path, model=model, metrics=metrics, curves=curves,
+                         launcher=launcher, launch_json=launch_json, run_id=run_id)
 
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
@@ -117,21 +122,23 @@ def stage2_filter(preset: str, tools_url: str, judge: str, limit_per_source: int
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
 def rapo_stage2(preset: str, tools_url: str, judge: str, labeller: str, config_json: str, checkpoint_uri: str,
                 policy: Input[Model], dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
-                curves: Output[HTML]):
+                curves: Output[HTML], launcher: str = "inprocess", launch_json: str = "{}", run_id: str = ""):
     """RAPO stage 2 (Eq. 8 step-level reward) continuing from the stage-1 policy on the filtered mixture."""
     from fathom.rl.stage import run_search_component
 
     run_search_component(stage=2, preset=preset, base_model=policy.path, tools_url=tools_url, judge=judge,
                          labeller=labeller, config_json=config_json, checkpoint_uri=checkpoint_uri,
-                         dataset_path=dataset.path, model=model, metrics=metrics, curves=curves)
+                         dataset_path=dataset.path, model=model, metrics=metrics, curves=curves,
+                         launcher=launcher, launch_json=launch_json, run_id=run_id)
 
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
 def synthesizer_sft(preset: str, base_model: str, config_json: str, checkpoint_uri: str, dataset: Input[Dataset],
-                    model: Output[Model], metrics: Output[Metrics], curves: Output[HTML]):
+                    model: Output[Model], metrics: Output[Metrics], curves: Output[HTML], launcher: str = "inprocess",
+                    launch_json: str = "{}", run_id: str = ""):
     """Synthesizer SFT (assistant-only loss, YaRN ×2 in the saved config, packing, gradient checkpointing)."""
     from fathom.sft.trainer import run_sft_component
 
     run_sft_component(preset=preset, base_model=base_model, config_json=config_json,
                       checkpoint_uri=checkpoint_uri, dataset_path=dataset.path, model=model, metrics=metrics,
-                      curves=curves)
+                      curves=curves, launcher=launcher, launch_json=launch_json, run_id=run_id)

@@ -12,6 +12,7 @@ import os
 from kfp import dsl
 
 from components.base import ALL_SECRETS, SECRETS, on_gpu_pool, with_s3  # noqa: F401 - SECRETS re-exported
+from components.launch import release_trainjobs
 from components.train import (
     policy_warmstart,
     prepare_rl_prompts,
@@ -49,29 +50,39 @@ def train_pipeline(
     stage1_checkpoint_uri: str = "",
     stage2_checkpoint_uri: str = "",
     sft_checkpoint_uri: str = "",
+    launcher: str = "inprocess",
+    launch_config_json: str = "{}",
 ):
     """`*_checkpoint_uri`: where each training step mirrors its checkpoints (s3://...) so that a retried or
-    restarted step resumes; one folder per step, never shared."""
-    prompts = with_s3(prepare_rl_prompts(uri=rl_data_uri, n=n_prompts, hops=2).set_caching_options(False))
-    warm = _gpu(policy_warmstart(preset=preset, base_model=base_model, tools_url=tools_url,
-                                 config_json=warmstart_config_json))
-    warm.set_display_name("policy warm start")
-    s1 = _gpu(rapo_stage1(preset=preset, tools_url=tools_url, judge=judge, labeller=labeller,
-                          config_json=stage1_config_json, checkpoint_uri=stage1_checkpoint_uri,
-                          policy=warm.outputs["model"], dataset=prompts.outputs["dataset"]))
-    s1.set_display_name("RAPO stage 1")
-    filt = _gpu(stage2_filter(preset=preset, tools_url=tools_url, judge=judge,
-                              limit_per_source=filter_limit_per_source, policy=s1.outputs["model"],
-                              duetqa=prompts.outputs["dataset"]), gpus=1)
-    filt.set_display_name("stage-2 filter")
-    s2 = _gpu(rapo_stage2(preset=preset, tools_url=tools_url, judge=judge, labeller=labeller,
-                          config_json=stage2_config_json, checkpoint_uri=stage2_checkpoint_uri,
-                          policy=s1.outputs["model"], dataset=filt.outputs["kept"]))
-    s2.set_display_name("RAPO stage 2")
-    sft_rows = with_s3(prepare_sft_rows(uri=sft_data_uri).set_caching_options(False))
-    sft = _gpu(synthesizer_sft(preset=preset, base_model=base_model, config_json=sft_config_json,
-                               checkpoint_uri=sft_checkpoint_uri, dataset=sft_rows.outputs["dataset"]))
-    sft.set_display_name("synthesizer SFT")
+    restarted step resumes; one folder per step, never shared. `launcher` (inprocess | accelerate | trainjob) and
+    `launch_config_json` (fathom.launch.config.LaunchConfig fields) choose how the RAPO and SFT steps run: in the
+    step's process, `accelerate launch` on the step pod's GPUs, or a Kubeflow Trainer TrainJob of num_nodes ×
+    gpus_per_node (the exit handler deletes the run's TrainJobs)."""
+    run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    release = release_trainjobs(launcher=launcher, launch_json=launch_config_json, run_id=run_id)
+    release.set_display_name("release the run's TrainJobs").set_caching_options(False)
+    launch = {"launcher": launcher, "launch_json": launch_config_json, "run_id": run_id}
+    with dsl.ExitHandler(release, name="train"):
+        prompts = with_s3(prepare_rl_prompts(uri=rl_data_uri, n=n_prompts, hops=2).set_caching_options(False))
+        warm = _gpu(policy_warmstart(preset=preset, base_model=base_model, tools_url=tools_url,
+                                     config_json=warmstart_config_json))
+        warm.set_display_name("policy warm start")
+        s1 = _gpu(rapo_stage1(preset=preset, tools_url=tools_url, judge=judge, labeller=labeller,
+                              config_json=stage1_config_json, checkpoint_uri=stage1_checkpoint_uri,
+                              policy=warm.outputs["model"], dataset=prompts.outputs["dataset"], **launch))
+        s1.set_display_name("RAPO stage 1")
+        filt = _gpu(stage2_filter(preset=preset, tools_url=tools_url, judge=judge,
+                                  limit_per_source=filter_limit_per_source, policy=s1.outputs["model"],
+                                  duetqa=prompts.outputs["dataset"]), gpus=1)
+        filt.set_display_name("stage-2 filter")
+        s2 = _gpu(rapo_stage2(preset=preset, tools_url=tools_url, judge=judge, labeller=labeller,
+                              config_json=stage2_config_json, checkpoint_uri=stage2_checkpoint_uri,
+                              policy=s1.outputs["model"], dataset=filt.outputs["kept"], **launch))
+        s2.set_display_name("RAPO stage 2")
+        sft_rows = with_s3(prepare_sft_rows(uri=sft_data_uri).set_caching_options(False))
+        sft = _gpu(synthesizer_sft(preset=preset, base_model=base_model, config_json=sft_config_json,
+                                   checkpoint_uri=sft_checkpoint_uri, dataset=sft_rows.outputs["dataset"], **launch))
+        sft.set_display_name("synthesizer SFT")
 
 
 PIPELINE = train_pipeline

@@ -37,6 +37,8 @@ class FilterConfig(BaseModel):
     max_tool_result_chars: int | None = Field(default=None, description="Truncate tool results (smoke runs).")
     judge: str = Field(default="exact", description="Answer judge role.")
     seed: int = Field(default=0, description="Torch seed of the rollouts.")
+    backend: str = Field(default="auto", description="Rollout engine: auto (vLLM in bf16 when the step has a GPU "
+                         "and vLLM, else transformers on CPU), vllm, transformers (fathom.llm.gpu).")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> FilterConfig:
@@ -59,9 +61,9 @@ def filter_against_policy(rows: list[dict], model_dir: Path, tools_url: str, out
     import torch
 
     from fathom.answer import AnswerJudge  # the evaluation's matching rule and judge
+    from fathom.llm.gpu import policy_generator
     from fathom.rl.data import write_jsonl
-    from fathom.rl.rollout import RolloutConfig, RolloutEngine, http_tools_factory, transformers_generator
-    from fathom.rl.stage import load_policy
+    from fathom.rl.rollout import RolloutConfig, RolloutEngine, http_tools_factory
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,16 +78,17 @@ def filter_against_policy(rows: list[dict], model_dir: Path, tools_url: str, out
                 r = json.loads(line)
                 done[r["id"]] = r["successes"]
     todo = [r for r in rows if r["id"] not in done]
+    backend = "none (resumed)"
     if todo:
-        model, tok = load_policy(Path(model_dir))
-        model.eval()
         torch.manual_seed(cfg.seed)
+        gen, tok, backend = policy_generator(model_dir, temperature=cfg.temperature,  # vLLM bf16 on a GPU
+                                             backend=cfg.backend,  # type: ignore[arg-type]
+                                             max_model_len=cfg.max_total_tokens, seed=cfg.seed)
         rcfg = RolloutConfig(max_tool_steps=cfg.max_tool_steps, max_tokens_per_turn=cfg.max_tokens_per_turn,
                              max_total_tokens=cfg.max_total_tokens, temperature=cfg.temperature,
                              max_tool_result_chars=cfg.max_tool_result_chars)
         engine = RolloutEngine(http_tools_factory(tools_url), rcfg)
         judge = AnswerJudge.from_role(cfg.judge)
-        gen = transformers_generator(model, tok, temperature=cfg.temperature, top_p=1.0)
         try:
             from rich.progress import Progress
 
@@ -116,7 +119,7 @@ def filter_against_policy(rows: list[dict], model_dir: Path, tools_url: str, out
         s["total"] += 1
         s["kept"] += int(keep_row(done[r["id"]], cfg.max_pass_rate))
     stats = {"total": len(rows), "kept": len(kept), "dropped": len(dropped), "by_source": by_source,
-             "attempts": cfg.attempts, "max_pass_rate": cfg.max_pass_rate}
+             "attempts": cfg.attempts, "max_pass_rate": cfg.max_pass_rate, "rollout_backend": backend}
     (out / "filter_stats.json").write_text(json.dumps(stats, indent=2))
     if not kept:
         raise EmptyStageError("stage-2 filter", {"mixture": len(rows), "kept": 0},

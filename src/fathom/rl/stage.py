@@ -213,7 +213,8 @@ def export_artifacts(out: Path, summary: dict[str, Any], model, metrics, curves,
 
 
 def run_search_component(*, stage: int, preset: str, base_model: str, tools_url: str, judge: str, labeller: str,
-                         config_json: str, checkpoint_uri: str, dataset_path: str, model, metrics, curves) -> dict:
+                         config_json: str, checkpoint_uri: str, dataset_path: str, model, metrics, curves,
+                         launcher: str = "inprocess", launch_json: str = "", run_id: str = "") -> dict:
     work = Path(model.path + ".work")
     if checkpoint_uri:
         from fathom import storage
@@ -226,6 +227,15 @@ def run_search_component(*, stage: int, preset: str, base_model: str, tools_url:
                            data=data, tools_url=tools_url or None, judge=judge or "exact",
                            labeller=labeller or "heuristic", resume=work.exists() and any(work.glob("checkpoint-*")),
                            overrides=json.loads(config_json or "{}"))
-    summary = train_search(spec)
-    export_artifacts(work, summary, model, metrics, curves, checkpoint_uri)
+    from fathom.launch.config import LaunchConfig
+
+    launch = LaunchConfig.from_parameters(launcher, launch_json).model_copy(update={"run_id": run_id} if run_id else {})
+    if launch.launcher == "inprocess":
+        summary = train_search(spec)
+    else:  # accelerate launch on the pod's GPUs, or a Kubeflow Trainer TrainJob (fathom.launch)
+        from fathom.launch.run import run_stage
+
+        summary = run_stage("search", spec, launch, checkpoint_uri=checkpoint_uri, step=f"rapo-stage{stage}")
+    # a TrainJob's node 0 already published the working folder to checkpoint_uri
+    export_artifacts(work, summary, model, metrics, curves, "" if launch.launcher == "trainjob" else checkpoint_uri)
     return summary

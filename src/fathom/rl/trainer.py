@@ -172,7 +172,7 @@ class RAPOTrainer(GRPOTrainer):
                     tool_mask = [[1] * len(c) for c in completion_ids]
                 tool_mask[idx] = r.env_mask
                 if logprobs is not None:
-                    logprobs[idx] = r.logprobs if r.logprobs is not None else [0.0] * len(r.completion_ids)
+                    logprobs[idx] = self._replay_sampling_logprobs(r)
                 completions[idx] = self.processing_class.decode(r.completion_ids, skip_special_tokens=True)
                 rollouts[idx] = r
                 scores[idx] = dict(entry["score"], replayed=True)
@@ -195,6 +195,17 @@ class RAPOTrainer(GRPOTrainer):
         extra_fields["rapo_reward"] = [s["reward"] for s in scores]
         self._rapo_local = {"pids": pids, "scores": scores, "replayed": len(replayed)}
         return prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, tool_images
+
+    def _replay_sampling_logprobs(self, rollout: Rollout) -> list[float | None]:
+        """Sampling logprobs of a replayed rollout for TRL's vLLM importance-sampling correction (on in the GPU
+        preset). Its stored logprobs are stale (another policy sampled it, possibly many steps ago) or missing, and
+        ``exp(Σ (current − stale))`` lands outside [clip_min, clip_max]: ``sequence_mask`` zeroes the row, the
+        truncate modes scale it towards 0, and the success replay exists to anchor gets no gradient. ``None`` per
+        token is TRL 1.16's "not scored by the sampler" (it becomes NaN, the per-token difference 0, the ratio
+        exactly 1, and the row is left out of the sampling-divergence metrics): the replayed row enters the loss
+        like an on-policy one — the paper's replay — while PPO's clipped ratio still uses the current policy's
+        logprobs. Pinned by tests/train/test_replay_is.py."""
+        return [None] * len(rollout.completion_ids)
 
     def _generate_and_score_completions(self, inputs):
         training = self.model.training

@@ -43,5 +43,13 @@ class SynthSFTSpec(BaseModel):
     chat_template: str = Field(default="qwen2_5_training",
                                description="A TRL chat template with {% generation %} markers (name under "
                                            "trl/chat_templates or a path); needed for assistant-only loss.")
+    yarn_original_max_pos: int | None = Field(default=None, gt=0, description=(
+        "Pre-YaRN window (`original_max_position_embeddings`); None = 32,768 with the gpu preset (the paper: ×2 = "
+        "65,536 positions), else the model's own max_position_embeddings."))
+    attn_implementation: str | None = Field(default=None, description=(
+        "transformers attention kernel; None = flash_attention_2 with the gpu preset, else the model's default."))
+    sequence_parallel: int = Field(default=0, ge=0, description=(
+        "Ulysses sequence-parallel ranks (DeepSpeed ALST; needs the step under accelerate launch with a DeepSpeed "
+        "config); 0 = 4 with the gpu preset, else 1 (off)."))
     resume: bool = Field(default=False, description="Continue from the newest checkpoint.")
     overrides: dict[str, Any] = Field(default_factory=dict, description="SFTConfig field overrides.")

@@ -99,14 +99,15 @@ def chat_template_text(name: str) -> str:
         raise ConfigError(f"chat template {name!r} is neither a file nor a TRL template") from exc
 
 
-def yarn_config(model_dir: Path, factor: float):
-    """The model config with YaRN rope scaling (``rope_parameters`` in transformers 5) and the extended context."""
+def yarn_config(model_dir: Path, factor: float, original: int | None = None):
+    """The model config with YaRN rope scaling (``rope_parameters`` in transformers 5) and the extended context:
+    `original` × `factor` positions (`original` None = the config's own window)."""
     from transformers import AutoConfig
 
     cfg = AutoConfig.from_pretrained(model_dir)
     if factor > 1.0:
         rope = dict(getattr(cfg, "rope_parameters", None) or {})
-        orig = int(rope.get("original_max_position_embeddings") or cfg.max_position_embeddings)
+        orig = int(original or rope.get("original_max_position_embeddings") or cfg.max_position_embeddings)
         rope.update({"rope_type": "yarn", "factor": float(factor), "original_max_position_embeddings": orig})
         cfg.rope_parameters = rope
         cfg.max_position_embeddings = int(orig * factor)
@@ -129,8 +130,11 @@ def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     rows = load_sft_rows(spec.data) if spec.data else tiny_sft_rows()
     model_dir = resolve_model_dir(spec.model)
+    from fathom.sft.gpu import resolve_runtime
+
+    runtime = resolve_runtime(spec)  # FA2, sequence parallelism, YaRN window of the gpu preset
     kw = {"report_to": ["tensorboard"], "save_only_model": False, "disable_tqdm": True,
-          **PRESETS[spec.preset], **spec.overrides}
+          **PRESETS[spec.preset], **runtime.args_kwargs(), **spec.overrides}
     args = SFTConfig(output_dir=str(out), assistant_only_loss=True, **kw)
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.chat_template = chat_template_text(spec.chat_template)
@@ -144,9 +148,9 @@ def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
                                   "report whole: raise max_length (SFT config) or shorten the corpus's traces")
     else:
         fit = {"rows_in": len(rows), "kept": len(rows)}
-    cfg = yarn_config(model_dir, spec.yarn_factor)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, config=cfg,
-                                                 dtype=torch.bfloat16 if args.bf16 else torch.float32)
+    cfg = yarn_config(model_dir, spec.yarn_factor, runtime.yarn_original_max_pos)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, config=cfg, dtype=torch.bfloat16 if args.bf16
+                                                 else torch.float32, **runtime.model_kwargs())
     metrics_path, checkpoint = resume_metrics(out, spec.resume)
     t0 = time.time()
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
@@ -184,7 +188,8 @@ def _trained_tokens(dataset) -> int | None:
 
 
 def run_sft_component(*, preset: str, base_model: str, config_json: str, checkpoint_uri: str, dataset_path: str,
-                      model, metrics, curves) -> dict:
+                      model, metrics, curves, launcher: str = "inprocess", launch_json: str = "",
+                      run_id: str = "") -> dict:
     """KFP body of synthesizer SFT (see components/train.py)."""
     from fathom.rl.stage import _materialise_model, export_artifacts
 
@@ -199,6 +204,15 @@ def run_sft_component(*, preset: str, base_model: str, config_json: str, checkpo
     spec = SynthSFTSpec(out_dir=work, preset=preset, model=_materialise_model(base_model, work), data=data,
                         resume=work.exists() and any(work.glob("checkpoint-*")),
                         overrides=json.loads(config_json or "{}"))
-    summary = train_synthesizer(spec)
-    export_artifacts(work, summary, model, metrics, curves, checkpoint_uri)
+    from fathom.launch.config import LaunchConfig
+
+    launch = LaunchConfig.from_parameters(launcher, launch_json).model_copy(update={"run_id": run_id} if run_id else {})
+    if launch.launcher == "inprocess":
+        summary = train_synthesizer(spec)
+    else:  # accelerate launch on the pod's GPUs, or a Kubeflow Trainer TrainJob (fathom.launch)
+        from fathom.launch.run import run_stage
+
+        summary = run_stage("synthesizer", spec, launch, checkpoint_uri=checkpoint_uri, step="synthesizer-sft")
+    # a TrainJob's node 0 already published the working folder to checkpoint_uri
+    export_artifacts(work, summary, model, metrics, curves, "" if launch.launcher == "trainjob" else checkpoint_uri)
     return summary
