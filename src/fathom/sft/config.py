@@ -40,5 +40,9 @@ class SynthSFTSpec(BaseModel):
     chat_template: str = Field(default="qwen2_5_training",
                                description="A TRL chat template with {% generation %} markers (name under "
                                            "trl/chat_templates or a path); needed for assistant-only loss.")
-    resume: bool = Field(default=False, description="Continue from the newest checkpoint.")
+    resume: bool = Field(default=False, description="Continue from the newest checkpoint (in out_dir, or mirrored "
+                         "at checkpoint_uri).")
+    checkpoint_uri: str | None = Field(default=None, description="Mirror every checkpoint here as it is saved "
+                                       "(s3:// or a folder) and resume from the newest complete one "
+                                       "(fathom.checkpoints).")
     overrides: dict[str, Any] = Field(default_factory=dict, description="SFTConfig field overrides.")

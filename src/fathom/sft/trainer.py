@@ -76,7 +76,8 @@ def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from fathom.rl.metrics import MetricsFileCallback, plot_metrics, resume_metrics
+    from fathom.checkpoints import mirror_callbacks, prepare_resume
+    from fathom.rl.metrics import MetricsFileCallback, plot_metrics
     from fathom.rl.stage import resolve_model_dir
 
     out = Path(spec.out_dir)
@@ -96,10 +97,10 @@ def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
     cfg = yarn_config(model_dir, spec.yarn_factor)
     model = AutoModelForCausalLM.from_pretrained(model_dir, config=cfg,
                                                  dtype=torch.bfloat16 if args.bf16 else torch.float32)
-    metrics_path, checkpoint = resume_metrics(out, spec.resume)
+    metrics_path, checkpoint = prepare_resume(out, resume=spec.resume, mirror_uri=spec.checkpoint_uri)
     t0 = time.time()
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
-                         callbacks=[MetricsFileCallback(metrics_path)])
+                         callbacks=[MetricsFileCallback(metrics_path), *mirror_callbacks(spec.checkpoint_uri)])
     trainer.train(resume_from_checkpoint=checkpoint)
     if not trainer.is_world_process_zero():
         return {}
@@ -119,22 +120,19 @@ def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
     return summary
 
 
-def run_sft_component(*, preset: str, base_model: str, config_json: str, checkpoint_uri: str, dataset_path: str,
-                      model, metrics, curves) -> dict:
-    """KFP body of synthesizer SFT (see components/train.py)."""
-    from fathom.rl.stage import _materialise_model, export_artifacts
+def sft_stage(work: Path, *, preset: str, base_model: str, data: Path, overrides: dict[str, Any] | None = None,
+              checkpoint_uri: str = "") -> dict[str, Any]:
+    """Synthesizer SFT as a pipeline step (paths and URIs; see :func:`fathom.rl.stage.search_stage`): checkpoints
+    mirrored to `checkpoint_uri` as they are saved, a retry resumes, the final model published to
+    `<checkpoint_uri>/final` (the summary's `uri`)."""
+    from fathom.checkpoints import publish_final
+    from fathom.rl.stage import materialise_model
 
-    work = Path(model.path + ".work")
-    if checkpoint_uri:
-        from fathom import storage
-
-        if storage.exists(checkpoint_uri):
-            storage.download(checkpoint_uri, work)
-    data = Path(dataset_path)
+    data = Path(data)
     data = data / "sft.jsonl" if (data / "sft.jsonl").exists() else data
-    spec = SynthSFTSpec(out_dir=work, preset=preset, model=_materialise_model(base_model, work), data=data,
-                        resume=work.exists() and any(work.glob("checkpoint-*")),
-                        overrides=json.loads(config_json or "{}"))
+    spec = SynthSFTSpec(out_dir=work, preset=preset, model=materialise_model(base_model, work), data=data,
+                        resume=True, checkpoint_uri=checkpoint_uri or None, overrides=overrides or {})
     summary = train_synthesizer(spec)
-    export_artifacts(work, summary, model, metrics, curves, checkpoint_uri)
-    return summary
+    if not summary:  # not the main process
+        return summary
+    return {**summary, "uri": publish_final(Path(summary["final"]), checkpoint_uri)}
