@@ -183,3 +183,88 @@ def test_killed_training_resumes_from_the_mirror_with_the_same_next_batch(s3, tm
     assert mirrored_checkpoints(uri) == [STEPS - 1, STEPS]
     # the base model is not re-uploaded: only checkpoints, run files and the final model under the URI
     assert set(storage.published_folders(uri)) == {f"checkpoint-{STEPS - 1}", f"checkpoint-{STEPS}", "final"}
+
+
+_RAPO_CHILD = textwrap.dedent("""
+    import json, os, signal, sys
+    from pathlib import Path
+
+    from rapo_testkit import make_trainer
+    from transformers import TrainerCallback
+
+    from fathom.checkpoints import MirrorCheckpoints, mirror_callbacks, prepare_resume
+    from fathom.rl.rewards import AnswerJudge
+
+    model, template, out, uri, steps, kill_after, log = sys.argv[1:8]
+
+
+    class EvenJudge(AnswerJudge):
+        async def judge_many(self, items):
+            return [i % 2 == 0 for i, _ in enumerate(list(items))]
+
+
+    class Batches(TrainerCallback):  # the prompt ids of each step, appended as it ends
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def on_step_end(self, args, state, control, **kw):
+            with open(log, "a") as f:
+                f.write(json.dumps([state.global_step, self.trainer.last_batch_pids]) + "\\n")
+
+
+    if int(kill_after):
+        inner = MirrorCheckpoints.on_save
+
+        def on_save(self, args, state, control, **kw):
+            inner(self, args, state, control, **kw)
+            if state.global_step == int(kill_after):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        MirrorCheckpoints.on_save = on_save
+    _, checkpoint = prepare_resume(Path(out), resume=True, mirror_uri=uri)
+    trainer, engine = make_trainer(Path(model), Path(out), Path(template), judge=EvenJudge(None),
+                                   max_steps=int(steps), save_total_limit=2)
+    for cb in [Batches(trainer), *mirror_callbacks(uri)]:
+        trainer.add_callback(cb)
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        engine.close()
+    print(json.dumps({"resumed_from": checkpoint}))
+""")
+
+
+def _batches(path: Path) -> dict[int, list[str]]:
+    return {step: pids for step, pids in (json.loads(r) for r in path.read_text().splitlines())}
+
+
+def test_killed_rapo_training_resumes_with_the_same_next_prompts(s3, tmp_path, embedded_model_dir):
+    """RAPO (schedule, pruned set and replay buffer in rapo_state.json) through the same callback and helper: the
+    rerun after a kill at checkpoint N draws the prompts the uninterrupted run drew at N+1."""
+    from rapo_testkit import template_file
+
+    model, template = tiny_model_dir(tmp_path, embedded_model_dir), template_file(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT), str(ROOT / "tests" / "train"),
+                                                         os.environ.get("PYTHONPATH", "")])}
+
+    def run(out: str, uri: str, kill_after: int, log: Path):
+        return subprocess.run([sys.executable, "-c", _RAPO_CHILD, str(model), str(template), str(tmp_path / out), uri,
+                               "3", str(kill_after), str(log)], env=env, capture_output=True, text=True,
+                              timeout=600, check=False)
+
+    ref = run("ref", "s3://ckpt-rapo/ref", 0, tmp_path / "ref.jsonl")
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    uri = "s3://ckpt-rapo/run/rapo-stage1"
+    first = run("attempt-1", uri, 1, tmp_path / "attempt-1.jsonl")
+    assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
+    assert mirrored_checkpoints(uri) == [1]
+    second = run("attempt-2", uri, 0, tmp_path / "attempt-2.jsonl")  # a fresh folder: a new pod
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert json.loads(second.stdout.strip().splitlines()[-1])["resumed_from"].endswith("checkpoint-1")
+    expected, got = _batches(tmp_path / "ref.jsonl"), _batches(tmp_path / "attempt-2.jsonl")
+    assert sorted(got) == [2, 3]  # continues at N+1
+    assert got[2] == expected[2] and got[3] == expected[3]  # the same next prompts
+    assert expected[2] != expected[1] or expected[3] != expected[2]  # (the schedule does move)
+    assert mirrored_checkpoints(uri) == [2, 3]
+    manifest = json.loads(storage.read_text(f"{uri}/checkpoint-3/{storage.MANIFEST}"))
+    assert {"rapo_state.json", "optimizer.pt", "rng_state.pth"} <= {f["path"] for f in manifest["files"]}
