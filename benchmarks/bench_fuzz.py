@@ -1,8 +1,12 @@
 """Hardening figures (issue 9): generated model outputs through the parser and the turn step, 1 MB turn extraction,
 and a bad-input suite against the running tool server.
 
-    .venv/bin/python benchmarks/bench_fuzz.py                 # 100,000 outputs, 2,000 full agent runs, >= 150 requests
-    .venv/bin/python benchmarks/bench_fuzz.py --outputs 20000 # quicker
+    python benchmarks/bench_fuzz.py                       # 3 rounds of 100,000 outputs and 2,000 agent runs
+    python benchmarks/bench_fuzz.py --quick               # 3 rounds of 20,000 outputs and 500 agent runs
+    python benchmarks/bench_fuzz.py --inject-slowdown 2   # parsing, extraction and run_agent do twice their work
+
+Parsing and agent runs repeat over rounds (median and [min–max] of each figure across rounds); the load average is
+printed before and after.
 
 Targets: 0 escaped exceptions over >= 100,000 outputs, p99 parse time < 1 ms; a 1 MB turn extracted in < 100 ms;
 0 untyped 500s over >= 150 malformed requests. Loopback only.
@@ -21,14 +25,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "answer"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from fuzz import model_turn  # noqa: E402
+import _harness as H
+from fuzz import model_turn
 
-from fathom.agent import AgentConfig, FunctionTools, preset_schemas, run_agent  # noqa: E402
-from fathom.agent.parse import parse_tool_calls  # noqa: E402
-from fathom.agent.testing import ScriptedLLM  # noqa: E402
-from fathom.answer import extract_answer, extract_boxed  # noqa: E402
-from fathom.rl.rewards import check_format  # noqa: E402
+from fathom.agent import AgentConfig, FunctionTools, preset_schemas, run_agent
+from fathom.agent.parse import parse_tool_calls
+from fathom.agent.testing import ScriptedLLM
+from fathom.answer import extract_answer, extract_boxed
+from fathom.rl.rewards import check_format
 
 SCHEMAS = preset_schemas("fathom")
 
@@ -44,7 +50,7 @@ def spread(xs: list[float]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------- 1
-def fuzz_outputs(n: int, seed: int = 0) -> None:
+def fuzz_outputs(n: int, seed: int = 0, verbose: bool = True) -> dict:
     rng = random.Random(seed)
     parse_ms, step_ms, escaped, blocks, errors = [], [], 0, 0, 0
     for _ in range(n):
@@ -64,10 +70,13 @@ def fuzz_outputs(n: int, seed: int = 0) -> None:
         step_ms.append((t2 - t0) * 1000)
         blocks += len(calls)
         errors += sum(1 for c in calls if hasattr(c, "code"))
-    print(f"[1] {n:,} generated model outputs ({blocks:,} <tool_call> blocks, {errors:,} typed parse errors)")
-    print(f"    escaped exceptions: {escaped}")
-    print(f"    parse_tool_calls ms: {spread(parse_ms)}  p99 {pct(parse_ms, .99):.3f}  (target p99 < 1 ms)")
-    print(f"    turn step ms (parse + format check + boxed): {spread(step_ms)}  p99 {pct(step_ms, .99):.3f}")
+    if verbose:
+        print(f"[1] {n:,} generated model outputs ({blocks:,} <tool_call> blocks, {errors:,} typed parse errors)")
+        print(f"    escaped exceptions: {escaped}")
+        print(f"    parse_tool_calls ms: {spread(parse_ms)}  p99 {pct(parse_ms, .99):.3f}  (target p99 < 1 ms)")
+        print(f"    turn step ms (parse + format check + boxed): {spread(step_ms)}  p99 {pct(step_ms, .99):.3f}")
+    return {"parse_p50_ms": statistics.median(parse_ms), "parse_p99_ms": pct(parse_ms, .99),
+            "step_p99_ms": pct(step_ms, .99), "escaped": escaped}
 
 
 async def _search(query: str, top_k: int = 10) -> str:
@@ -78,7 +87,7 @@ async def _query(url: str, goal: str) -> str:
     return "Summary: nothing"
 
 
-def fuzz_agent(n: int, seed: int = 1) -> None:
+def fuzz_agent(n: int, seed: int = 1, verbose: bool = True) -> dict:
     rng = random.Random(seed)
     tools = FunctionTools(SCHEMAS, {"search_urls": _search, "query_url": _query})
     cfg = AgentConfig(max_turns=4, max_total_tokens=400_000, max_tokens_per_turn=200_000)
@@ -99,9 +108,11 @@ def fuzz_agent(n: int, seed: int = 1) -> None:
             statuses[traj.status] = statuses.get(traj.status, 0) + 1
 
     asyncio.run(run_all())
-    print(f"[2] {n:,} full agent runs (run_agent, 1-3 fuzzed turns each): escaped exceptions {escaped}; "
-          f"statuses {dict(sorted(statuses.items()))}")
-    print(f"    ms per run: {spread(ms)}")
+    if verbose:
+        print(f"[2] {n:,} full agent runs (run_agent, 1-3 fuzzed turns each): escaped exceptions {escaped}; "
+              f"statuses {dict(sorted(statuses.items()))}")
+        print(f"    ms per run: {spread(ms)}")
+    return {"run_p50_ms": statistics.median(ms), "escaped": escaped}
 
 
 # ----------------------------------------------------------------------------------------------------------- 3
@@ -233,14 +244,35 @@ def bad_input_suite() -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--outputs", type=int, default=100_000)
-    ap.add_argument("--agent-runs", type=int, default=2_000)
+    global parse_tool_calls, extract_boxed, extract_answer, check_format, run_agent
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    H.add_common_args(ap, rounds=3, quick_rounds=3)
+    ap.add_argument("--outputs", type=int, default=None, help="outputs per round (100,000; 20,000 with --quick)")
+    ap.add_argument("--agent-runs", type=int, default=None, help="agent runs per round (2,000; 500 with --quick)")
+    ap.add_argument("--skip-extraction", action="store_true", help="skip the 1 MB extraction and bad-input parts")
     a = ap.parse_args()
-    fuzz_outputs(a.outputs)
-    fuzz_agent(a.agent_runs)
-    extraction_1mb()
-    bad_input_suite()
+    f = a.inject_slowdown
+    parse_tool_calls, extract_boxed, extract_answer, check_format = (
+        H.slow_down(fn, f) for fn in (parse_tool_calls, extract_boxed, extract_answer, check_format))
+    run_agent = H.slow_down(run_agent, f)
+    n_out = a.outputs or (20_000 if a.quick else 100_000)
+    n_agent = a.agent_runs or (500 if a.quick else 2_000)
+    rounds = H.rounds_of(a)
+    H.banner(f"fuzz: {n_out:,} generated outputs and {n_agent:,} agent runs per round", a)
+    res = H.interleaved([("outputs", lambda: fuzz_outputs(n_out, verbose=False)),
+                         ("agent runs", lambda: fuzz_agent(n_agent, verbose=False))], rounds)
+    o, r = res["outputs"], res["agent runs"]
+    print(f"[1] {n_out:,} generated model outputs per round, {rounds} rounds (median [min–max] over rounds)")
+    print(f"    escaped exceptions: {sum(x['escaped'] for x in o)} (target 0)")
+    print(f"    parse_tool_calls p50 ms: {H.spread(H.column(o, 'parse_p50_ms')).fmt(4)}")
+    print(f"    parse_tool_calls p99 ms: {H.spread(H.column(o, 'parse_p99_ms')).fmt(4)}  (target < 1 ms)")
+    print(f"    turn step p99 ms (parse + format check + boxed): {H.spread(H.column(o, 'step_p99_ms')).fmt(4)}")
+    print(f"[2] {n_agent:,} full agent runs per round: escaped exceptions {sum(x['escaped'] for x in r)}; "
+          f"ms per run p50 {H.spread(H.column(r, 'run_p50_ms')).fmt(3)}")
+    if not a.skip_extraction:
+        extraction_1mb(3 if a.quick else 7)
+        bad_input_suite()
+    H.headline("parse_tool_calls p99 ms", H.column(o, "parse_p99_ms"), "lower", "ms", "< 1")
 
 
 if __name__ == "__main__":

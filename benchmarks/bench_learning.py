@@ -12,6 +12,8 @@ gradient and its reward parts, and the time of each phase.
 
     python benchmarks/bench_learning.py                 # 200 held-out questions (1–3 hops), ~1 h on 2 cores
     python benchmarks/bench_learning.py --n 40 --quick  # a smaller check
+    # reuse the policy of a retrain run (its RAPO stage folders, in order) instead of training one here:
+    python benchmarks/bench_learning.py --rapo-run ROOT/<run>/rapo-stage1/model.work ROOT/<run>/rapo-stage2/model.work
 """
 
 from __future__ import annotations
@@ -31,17 +33,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 
-def eval_config(policy: str, out: Path, n: int) -> dict:
-    """The held-out evaluation every arm gets (the retrain pipeline's local gate uses the same settings)."""
+def eval_config(policy: str, out: Path, n: int, concurrency: int) -> dict:
+    """The held-out evaluation every arm gets (the retrain pipeline's local gate uses the same settings; greedy, so
+    the number of questions in flight changes the speed, not the answers)."""
     from fathom.evaluate.heldout import heldout_eval_config
 
-    return {**heldout_eval_config(n, policy=policy), "out": str(out)}
+    return {**heldout_eval_config(n, policy=policy), "out": str(out), "concurrency": concurrency}
 
 
-def run_arm(policy: str, out: Path, n: int) -> list[dict]:
+def run_arm(policy: str, out: Path, n: int, concurrency: int = 16) -> list[dict]:
     from fathom.evaluate.runner import EvalConfig, read_results, run_eval
 
-    cfg = EvalConfig.model_validate({**eval_config(policy, out, n), "datasets": ["offline-web"], "progress": True})
+    cfg = EvalConfig.model_validate({**eval_config(policy, out, n, concurrency), "datasets": ["offline-web"],
+                                     "progress": True})
     run_eval(cfg)
     return sorted(read_results(out / "results.jsonl"), key=lambda r: r["id"])
 
@@ -75,6 +79,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path(".cache/bench-learning"), help="Work folder (resumable).")
     ap.add_argument("--rapo-prompts", type=int, default=8, help="Training prompts of the RAPO run (world seed 0).")
     ap.add_argument("--quick", action="store_true", help="RAPO on 4 prompts (fewer steps).")
+    ap.add_argument("--concurrency", type=int, default=16, help="Questions in flight (one decode batch).")
+    ap.add_argument("--rapo-run", type=Path, nargs="+", default=None,
+                    help="RAPO output folders (metrics.jsonl, summary.json, final/) of an earlier run, in training "
+                         "order — e.g. a retrain run's rapo-stage1 and rapo-stage2 `model.work` — instead of "
+                         "training RAPO here; the last one's final/ is the 'warm start + RAPO' arm.")
     a = ap.parse_args()
     import logging
 
@@ -96,14 +105,22 @@ def main() -> None:
     times["warm start" + (" (cached)" if ws.get("cached_from") else "")] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    n_prompts = 4 if a.quick else a.rapo_prompts
-    rows = []
-    for h, k in ((1, n_prompts // 2), (2, n_prompts - n_prompts // 2)):
-        rows += offline_rows(k, hops=h, seed=7)
-    write_jsonl(rows, work / "rapo-prompts.jsonl")
-    rapo = train_search(SearchTrainSpec(out_dir=work / "rapo", preset="cpu", stage=1, model=ws["final"],
-                                        data=work / "rapo-prompts.jsonl", resume=True))
-    times["RAPO stage 1"] = time.perf_counter() - t0
+    if a.rapo_run:
+        runs = [d.resolve() for d in a.rapo_run]
+        missing = [str(d) for d in runs if not (d / "final" / ".complete").exists()]
+        if missing:
+            ap.error(f"--rapo-run: no finished RAPO run (final/.complete) in {', '.join(missing)}")
+        rapo = json.loads((runs[-1] / "summary.json").read_text())
+    else:
+        n_prompts = 4 if a.quick else a.rapo_prompts
+        rows = []
+        for h, k in ((1, n_prompts // 2), (2, n_prompts - n_prompts // 2)):
+            rows += offline_rows(k, hops=h, seed=7)
+        write_jsonl(rows, work / "rapo-prompts.jsonl")
+        rapo = train_search(SearchTrainSpec(out_dir=work / "rapo", preset="cpu", stage=1, model=ws["final"],
+                                            data=work / "rapo-prompts.jsonl", resume=True))
+        runs = [work / "rapo"]
+        times["RAPO stage 1"] = time.perf_counter() - t0
 
     arms = {"base (SmolLM2-135M)": "local:smollm2", "warm start": f"local:{ws['final']}",
             "warm start + RAPO": f"local:{rapo['final']}"}
@@ -111,7 +128,7 @@ def main() -> None:
     for name, policy in arms.items():
         t0 = time.perf_counter()
         slug = name.split(" (")[0].replace(" + ", "-").replace(" ", "-")
-        results[name] = summarise(run_arm(policy, work / f"eval-{slug}", a.n))
+        results[name] = summarise(run_arm(policy, work / f"eval-{slug}", a.n, a.concurrency))
         times[f"eval {name}"] = time.perf_counter() - t0
 
     print(f"\nHeld-out offline web (world seed {HELD_OUT_WORLD_SEED}, {a.n} questions, 1-3 hops); training questions "
@@ -126,15 +143,17 @@ def main() -> None:
         lo, hi = bootstrap(d)
         print(f"delta {x} - {y}: {d.mean():+.1%} [{lo:+.1%}, {hi:+.1%}] (paired, n={len(d)})")
 
-    metrics = [json.loads(line) for line in (work / "rapo" / "metrics.jsonl").read_text().splitlines() if line]
-    steps = [m for m in metrics if "grad_norm" in m]
+    steps = []
+    for k, run in enumerate(runs):
+        steps += [{**m, "run": k + 1} for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+                  if "grad_norm" in m]
     nonzero = [m for m in steps if m["grad_norm"] > 0]
-    print(f"\nRAPO: {len(steps)} steps, non-zero gradient in {len(nonzero)} ({len(nonzero) / max(len(steps), 1):.0%}); "
-          f"pruned {rapo.get('pruned')}, replay insertions {rapo.get('replay_insertions')}, "
-          f"epochs {rapo.get('epochs')}")
+    print(f"\nRAPO ({', '.join(str(r) for r in runs)}): {len(steps)} steps, non-zero gradient in {len(nonzero)} "
+          f"({len(nonzero) / max(len(steps), 1):.0%}); last run: pruned {rapo.get('pruned')}, replay insertions "
+          f"{rapo.get('replay_insertions')}, epochs {rapo.get('epochs')}")
     keys = ("reward", "rapo/solve_rate", "rapo/zero_spread_frac", "rapo/adv_scale", "tools/calls_per_traj")
     for m in steps:
-        print("  step {:>2}: ".format(m["step"]) + "  ".join(f"{k.split('/')[-1]}={m[k]:.3g}" for k in keys if k in m))
+        print("  run {} step {:>2}: ".format(m["run"], m["step"]) + "  ".join(f"{k.split('/')[-1]}={m[k]:.3g}" for k in keys if k in m))
     print("\nphase times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     print(f"load average before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f} (2 cores)")
 

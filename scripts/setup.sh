@@ -33,4 +33,14 @@ if [[ " $* " == *" --test-data "* ]] && [ ! -d /usr/share/doc/python3.11/html ];
     echo "note: install Debian's python3.11-doc for the extraction tests (they are skipped without it)" >&2
   fi
 fi
+# wrk: the load generator of benchmarks/bench_tool_server.py (its sensitivity test is skipped without it); not fatal
+if ! command -v wrk >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }; } \
+      || echo "note: could not install wrk; the tool-server benchmark and its test need it" >&2
+  else
+    echo "note: install wrk (Debian: apt-get install -y wrk) for the tool-server benchmark" >&2
+  fi
+fi
 echo "ready: source .venv/bin/activate && fathom --help"

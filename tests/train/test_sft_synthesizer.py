@@ -47,3 +47,41 @@ def test_bad_rows_are_reported(tmp_path):
         load_sft_rows(p)
     with pytest.raises(ConfigError):
         chat_template_text("no_such_template")
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _row(user_words: int, report_words: int) -> dict:
+    return {"messages": [{"role": "system", "content": "sys " * 10},
+                         {"role": "user", "content": " ".join(f"u{i}" for i in range(user_words))},
+                         {"role": "assistant", "content": " ".join(f"r{i}" for i in range(report_words))}]}
+
+
+def test_fit_rows_shortens_the_trace_never_the_report():
+    from fathom.sft.trainer import TRACE_CUT, fit_rows
+
+    short, long_, hopeless = _row(50, 40), _row(2000, 300), _row(100, 1000)
+    rows, fit = fit_rows([short, long_, hopeless], _words, 800, overhead=4)
+    assert fit == {"rows_in": 3, "trace_shortened": 1, "dropped_too_long": 1, "kept": 2}
+    assert rows[0] == short
+    msgs = rows[1]["messages"]
+    assert msgs[2] == long_["messages"][2]  # the report, whole
+    assert sum(_words(m["content"]) + 4 for m in msgs) <= 800
+    user = msgs[1]["content"]
+    assert user.startswith("u0 u1") and user.rstrip().endswith("u1999") and TRACE_CUT.strip() in user
+
+
+def test_sft_that_would_train_on_nothing_fails_loudly(tmp_path, embedded_model_dir):
+    """max_length below system + report: every row is dropped, the stage raises instead of training on nothing."""
+    from fathom.errors import EmptyStageError
+    from fathom.sft.config import SynthSFTSpec
+    from fathom.sft.trainer import train_synthesizer
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in tiny_sft_rows(2)))
+    spec = SynthSFTSpec(out_dir=tmp_path / "out", preset="cpu-smoke", model=str(tiny_model_dir(tmp_path,
+                        embedded_model_dir)), data=data, overrides={"max_length": 40})
+    with pytest.raises(EmptyStageError, match="no row fits max_length=40"):
+        train_synthesizer(spec)

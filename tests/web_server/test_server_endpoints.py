@@ -273,3 +273,16 @@ async def test_slow_reading_falls_back_within_the_call_deadline(site, tmp_path, 
             dt = time.perf_counter() - t0
     assert r.error is None and r.extraction == "fallback" and "Ada Lindqvist" in r.evidence[0]
     assert dt < 1.6
+
+
+def test_startup_objects_frozen_while_serving(site, tmp_path):
+    """After start-up the server moves what is alive out of the collector's reach (the full collections that
+    requests trigger under load then do not walk the index and the app: issue 13's search p99); unfrozen at exit."""
+    import gc
+
+    with tool_server(site, tmp_path) as (url, _):
+        assert gc.get_freeze_count() > 0
+        assert httpx.post(f"{url}/v1/search", json={"query": "volcano"}).status_code == 200
+    assert gc.get_freeze_count() == 0
+    with tool_server(site, tmp_path, gc_freeze=False) as (url, _):
+        assert gc.get_freeze_count() == 0

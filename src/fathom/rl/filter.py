@@ -41,7 +41,7 @@ class FilterConfig(BaseModel):
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> FilterConfig:
         base = {"gpu": {},
-                "cpu": dict(max_tool_steps=6, max_tokens_per_turn=160, max_total_tokens=4096, max_tool_result_chars=600,
+                "cpu": dict(max_tool_steps=6, max_tokens_per_turn=128, max_total_tokens=4096, max_tool_result_chars=600,
                             batch_questions=8),
                 "cpu-smoke": dict(max_tool_steps=1, max_tokens_per_turn=24, max_total_tokens=1024,
                                   max_tool_result_chars=200, batch_questions=4)}[name]

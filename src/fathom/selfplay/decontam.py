@@ -40,7 +40,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from fathom.errors import ConfigError, EmptyStageError
-from fathom.selfplay.dedup import LeakageIndex, default_benchmarks_dir
+from fathom.selfplay.dedup import LeakageIndex, benchmark_files, default_benchmarks_dir
 from fathom.selfplay.text import normalize_text
 
 log = logging.getLogger(__name__)
@@ -112,27 +112,10 @@ def _ngrams(words: list[str], n: int) -> set[int]:
 
 def read_eval_questions(folder: Path | None) -> list[tuple[str, str]]:
     """``(file-stem:id, question)`` of every evaluation file in `folder` (bad lines are skipped and counted)."""
-    rows: list[tuple[str, str]] = []
     if folder is None or not Path(folder).is_dir():
         log.warning("no benchmark folder found (%s): decontaminating against the held-out world only", folder)
-        return rows
-    for path in sorted(Path(folder).glob("*.jsonl")):
-        bad = 0
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    bad += 1
-                    continue
-                q = row.get("question") or row.get("prompt") or row.get("Question")
-                if isinstance(q, str) and q.strip():
-                    rows.append((f"{path.stem}:{row.get('id', n)}", q))
-        if bad:
-            log.warning("%s: %d unparseable line(s) skipped", path, bad)
-    return rows
+        return []
+    return [row for _, file_rows in benchmark_files(Path(folder)) for row in file_rows]
 
 
 def heldout_world_questions(cfg: DecontamConfig) -> tuple[list[tuple[str, str]], list[str]]:

@@ -183,6 +183,30 @@ def default_benchmarks_dir() -> Path | None:
     return None
 
 
+def benchmark_files(folder: Path) -> list[tuple[Path, list[tuple[str, str]]]]:
+    """Every ``*.jsonl`` evaluation file of `folder` with its ``(file-stem:id, question)`` rows (the question under
+    `question`, `prompt` or `Question`); unparseable lines are skipped and counted in a warning."""
+    out = []
+    for path in sorted(Path(folder).glob("*.jsonl")):
+        rows, bad = [], 0
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    bad += 1
+                    continue
+                q = row.get("question") or row.get("prompt") or row.get("Question")
+                if isinstance(q, str) and q.strip():
+                    rows.append((f"{path.stem}:{row.get('id', n)}", q))
+        if bad:
+            log.warning("%s: %d unparseable line(s) skipped", path, bad)
+        out.append((path, rows))
+    return out
+
+
 class LeakageIndex:
     """Benchmark questions indexed for exact and near-duplicate lookup (a generated question that matches one
     would leak evaluation data into training)."""
@@ -198,19 +222,7 @@ class LeakageIndex:
         if folder is None or not Path(folder).is_dir():
             log.warning("no benchmark folder found (%s): the leakage check is empty", folder)
             return idx
-        for path in sorted(Path(folder).glob("*.jsonl")):
-            rows = []
-            with open(path, encoding="utf-8") as fh:
-                for n, line in enumerate(fh):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    q = row.get("question") or row.get("prompt") or row.get("Question")
-                    if isinstance(q, str) and q.strip():
-                        rows.append((f"{path.stem}:{row.get('id', n)}", q))
+        for path, rows in benchmark_files(folder):
             idx.add_many(rows)
             idx.files.append(path.name)
         return idx

@@ -2,7 +2,10 @@
 
 * ``gpu`` — the paper: 5 epochs, cosine LR with peak 5e-5, Adam (0.9, 0.95), gradient accumulation 8, bf16,
   65,536-token context through YaRN factor 2, packing, gradient checkpointing.
-* ``cpu-smoke`` — the embedded model on CPU in fp32: a couple of steps on a tiny set, short sequences.
+* ``cpu`` — the embedded model on 2 CPU cores: 4 steps of one row up to 4,096 tokens (a world-teacher row is ~7,500;
+  ``fit_rows`` shortens its trace, never its report).
+* ``cpu-smoke`` — the embedded model on CPU in fp32: a couple of steps on a tiny set (3,584 tokens: the system
+  turn and a world-teacher report, ~3,000 tokens, must fit).
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                 adam_beta1=0.9, adam_beta2=0.95, gradient_accumulation_steps=8, per_device_train_batch_size=1,
                 bf16=True, max_length=65536, packing=True, gradient_checkpointing=True, save_steps=100,
                 save_total_limit=3, logging_steps=1),
-    "cpu": dict(max_steps=8, learning_rate=5e-5, lr_scheduler_type="cosine", adam_beta1=0.9, adam_beta2=0.95,
+    "cpu": dict(max_steps=4, learning_rate=5e-5, lr_scheduler_type="cosine", adam_beta1=0.9, adam_beta2=0.95,
                 gradient_accumulation_steps=1, per_device_train_batch_size=1, use_cpu=True, bf16=False,
-                max_length=1024, packing=True, gradient_checkpointing=False, save_steps=4, save_total_limit=1,
+                max_length=4096, packing=False, gradient_checkpointing=False, save_steps=2, save_total_limit=1,
                 logging_steps=1),
     "cpu-smoke": dict(max_steps=2, learning_rate=5e-5, lr_scheduler_type="cosine", adam_beta1=0.9, adam_beta2=0.95,
                       gradient_accumulation_steps=1, per_device_train_batch_size=1, use_cpu=True, bf16=False,
-                      max_length=384, packing=True, gradient_checkpointing=True, save_steps=2, save_total_limit=1,
+                      max_length=3584, packing=False, gradient_checkpointing=True, save_steps=2, save_total_limit=1,
                       logging_steps=1),
 }
 

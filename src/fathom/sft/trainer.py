@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fathom.errors import ConfigError
+from fathom.errors import ConfigError, EmptyStageError
 from fathom.sft.config import PRESETS, SynthSFTSpec
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,49 @@ def load_sft_rows(path: Path) -> list[dict]:
     if bad:
         raise ConfigError(f"{path}: {len(bad)} row(s) have no `messages` with an assistant turn (first: row {bad[0]})")
     return [{"messages": [{"role": m["role"], "content": m["content"]} for m in r["messages"]]} for r in rows]
+
+
+TRACE_CUT = "\n[… trace shortened to fit the context …]\n"
+
+
+def fit_rows(rows: list[dict], count_tokens, max_length: int, *, overhead: int = 8) -> tuple[list[dict], dict]:
+    """Rows that fit ``max_length`` tokens with the report (the assistant turn) whole. A longer row loses the middle
+    of its user turn (the search trace: its head keeps the question, its tail the last evidence) — truncating the
+    rendered row would cut the report, the only tokens in the loss, and train on nothing. A row whose system turn and
+    report alone do not fit is dropped. ``count_tokens(text) -> int`` (pure; the caller passes the tokenizer's)."""
+    kept, cut, dropped = [], 0, 0
+    for row in rows:
+        msgs = row["messages"]
+        sizes = [count_tokens(m["content"]) + overhead for m in msgs]
+        excess = sum(sizes) - max_length
+        if excess <= 0:
+            kept.append(row)
+            continue
+        users = [i for i, m in enumerate(msgs) if m["role"] == "user"]
+        room = sizes[users[-1]] - overhead - excess - count_tokens(TRACE_CUT) if users else -1
+        if room < 64:
+            dropped += 1
+            continue
+        text = msgs[users[-1]]["content"]
+        head, tail = _token_prefix(text, room // 3, count_tokens), _token_suffix(text, room - room // 3, count_tokens)
+        new = [dict(m) for m in msgs]
+        new[users[-1]]["content"] = head + TRACE_CUT + tail
+        kept.append({**row, "messages": new})
+        cut += 1
+    return kept, {"rows_in": len(rows), "trace_shortened": cut, "dropped_too_long": dropped, "kept": len(kept)}
+
+
+def _token_prefix(text: str, n: int, count_tokens) -> str:
+    """The longest prefix of ``text`` (cut at a character) with at most ``n`` tokens (binary search)."""
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if count_tokens(text[:mid]) <= n else (lo, mid - 1)
+    return text[:lo]
+
+
+def _token_suffix(text: str, n: int, count_tokens) -> str:
+    return _token_prefix(text[::-1], n, lambda t: count_tokens(t[::-1]))[::-1]
 
 
 def chat_template_text(name: str) -> str:
@@ -94,6 +137,14 @@ def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
     tok.chat_template = chat_template_text(spec.chat_template)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    if args.max_length:
+        rows, fit = fit_rows(rows, lambda t: len(tok(t, add_special_tokens=False).input_ids), args.max_length)
+        log.info("synthesizer SFT rows fitted to %d tokens: %s", args.max_length, fit)
+        if not rows:
+            raise EmptyStageError("synthesizer-sft", fit, hint=f"no row fits max_length={args.max_length} with its "
+                                  "report whole: raise max_length (SFT config) or shorten the corpus's traces")
+    else:
+        fit = {"rows_in": len(rows), "kept": len(rows)}
     cfg = yarn_config(model_dir, spec.yarn_factor)
     model = AutoModelForCausalLM.from_pretrained(model_dir, config=cfg,
                                                  dtype=torch.bfloat16 if args.bf16 else torch.float32)
@@ -101,6 +152,10 @@ def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
     t0 = time.time()
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                          callbacks=[MetricsFileCallback(metrics_path), *mirror_callbacks(spec.checkpoint_uri)])
+    trained = _trained_tokens(trainer.train_dataset)
+    if trained == 0:
+        raise EmptyStageError("synthesizer-sft", {**fit, "trained_tokens": 0},
+                              hint="no report token reaches the loss (every assistant turn masked or truncated)")
     trainer.train(resume_from_checkpoint=checkpoint)
     if not trainer.is_world_process_zero():
         return {}
@@ -111,6 +166,7 @@ def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
     plots = plot_metrics(metrics_path, out / "plots", title=f"synthesizer SFT ({spec.preset})")
     saved = json.loads((final / "config.json").read_text())
     summary = {"preset": spec.preset, "model_in": str(model_dir), "final": str(final), "rows": len(rows),
+               "fit": fit, "trained_tokens": trained,
                "steps": trainer.state.global_step, "seconds": round(time.time() - t0, 1),
                "rope_parameters": saved.get("rope_parameters"), "max_position_embeddings":
                    saved.get("max_position_embeddings"), "plots": [str(p) for p in plots],
@@ -118,6 +174,14 @@ def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
                "last": next((r for r in reversed(trainer.state.log_history) if "loss" in r), {})}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def _trained_tokens(dataset) -> int | None:
+    """Tokens in the loss of TRL's prepared SFT dataset (``labels`` ≠ -100, after truncation), or None when it
+    has no labels column."""
+    if "labels" not in dataset.column_names:
+        return None
+    return int(sum(sum(1 for t in row if t != -100) for row in dataset["labels"]))
 
 
 def sft_stage(work: Path, *, preset: str, base_model: str, data: Path, overrides: dict[str, Any] | None = None,

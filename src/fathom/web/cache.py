@@ -88,7 +88,9 @@ class DiskCache:
             self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, namespace: str, key: Any) -> Path:
-        h = key_hash(key)
+        return self._path(namespace, key_hash(key))
+
+    def _path(self, namespace: str, h: str) -> Path:
         return self.root / namespace / h[:2] / f"{h}.json"
 
     def _fresh(self, entry: CacheEntry) -> bool:
@@ -98,8 +100,8 @@ class DiskCache:
         """The live entry for `key`, or None (missing, expired, unreadable or malformed)."""
         if not self.enabled:
             return None
-        p = self.path(namespace, key)
-        mem_key = str(p)
+        h = key_hash(key)
+        mem_key = f"{namespace}/{h}"  # a memory hit builds no Path (the hot path of every cached call)
         entry = self._mem.get(mem_key)
         if entry is not None:
             if self._fresh(entry):
@@ -107,7 +109,7 @@ class DiskCache:
                 return entry
             self._mem.pop(mem_key, None)
         try:
-            raw = json.loads(p.read_bytes())
+            raw = json.loads(self._path(namespace, h).read_bytes())
             if raw.get("v") != FORMAT_VERSION or raw.get("key") != json.loads(json.dumps(key)):
                 return None
             entry = CacheEntry(value=raw["value"], negative=bool(raw.get("negative", False)),
@@ -126,7 +128,8 @@ class DiskCache:
             return
         now = self._clock()
         entry = CacheEntry(value=value, negative=negative, created=now, expires=now + ttl_s if ttl_s > 0 else None)
-        p = self.path(namespace, key)
+        h = key_hash(key)
+        p = self._path(namespace, h)
         p.parent.mkdir(parents=True, exist_ok=True)
         blob = json.dumps({"v": FORMAT_VERSION, "key": key, "negative": negative, "created": entry.created,
                            "expires": entry.expires, "value": value}, ensure_ascii=False)
@@ -141,7 +144,7 @@ class DiskCache:
             except OSError:
                 pass
             raise
-        self._remember(str(p), entry)
+        self._remember(f"{namespace}/{h}", entry)
 
     def _remember(self, mem_key: str, entry: CacheEntry) -> None:
         if self.memory_items <= 0:

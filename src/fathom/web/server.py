@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -375,9 +376,14 @@ def create_app(settings: ToolServerSettings | None = None, *, service: ToolServi
         except BaseException as exc:
             app.state.startup_error = exc
             raise
+        if svc.settings.gc_freeze:  # start-up's objects live as long as the server: keep collections off them
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
+            if svc.settings.gc_freeze:
+                gc.unfreeze()
             await svc.aclose()
 
     app = FastAPI(title="fathom tool server", version="1", lifespan=lifespan)

@@ -99,6 +99,10 @@ class ToolServerSettings(BaseSettings):
     legacy_max_call_chars: int = Field(default=16_000, ge=100, description="Longest `/execute` call accepted.")
     max_body_bytes: int = Field(
         default=1_000_000, ge=1_000, description="Largest request body accepted; a larger one is answered 413.")
+    gc_freeze: bool = Field(
+        default=True, description="After start-up, move every object then alive (the index, the app, imported "
+        "modules) out of the garbage collector's reach with gc.freeze(): the full collections that requests trigger "
+        "under load then no longer walk them, which is what the search p99 at 64 clients was made of.")
 
     @field_validator("allow_hosts")
     @classmethod
