@@ -137,7 +137,7 @@ def test_killed_training_resumes_from_the_mirror_with_the_same_next_batch(s3, tm
     data = tmp_path / "data"
     data.mkdir()
     write_jsonl(tiny_sft_rows(8), data / "sft.jsonl")
-    overrides = {"max_steps": STEPS, "save_steps": 1, "save_total_limit": 2, "max_length": 96, "report_to": [],
+    overrides = {"max_steps": STEPS, "save_steps": 1, "save_total_limit": 2, "max_length": 256, "report_to": [],
                  "gradient_checkpointing": False, "learning_rate": 1e-3, "warmup_steps": 0}
 
     # the reference: one uninterrupted run
@@ -152,7 +152,7 @@ def test_killed_training_resumes_from_the_mirror_with_the_same_next_batch(s3, tm
                                                          os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "attempt-1"), str(model), str(data), uri,
                            json.dumps(overrides), str(KILL_AFTER)], env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
+                          timeout=1500, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert mirrored_checkpoints(uri) == [1, 2]
     assert not storage.exists(f"{uri}/final")
@@ -250,7 +250,7 @@ def test_killed_rapo_training_resumes_with_the_same_next_prompts(s3, tmp_path, e
     def run(out: str, uri: str, kill_after: int, log: Path):
         return subprocess.run([sys.executable, "-c", _RAPO_CHILD, str(model), str(template), str(tmp_path / out), uri,
                                "3", str(kill_after), str(log)], env=env, capture_output=True, text=True,
-                              timeout=600, check=False)
+                              timeout=1500, check=False)
 
     ref = run("ref", "s3://ckpt-rapo/ref", 0, tmp_path / "ref.jsonl")
     assert ref.returncode == 0, ref.stderr[-3000:]

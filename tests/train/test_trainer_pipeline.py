@@ -83,7 +83,7 @@ def test_component_bodies_on_tiny_model(tmp_path, embedded_model_dir):
     write_jsonl(tiny_sft_rows(2), sft_dir / "sft.jsonl")
     ms, sm = _Art(tmp_path / "ms"), _Art(tmp_path / "y")
     synthesizer_sft.python_func(preset="cpu-smoke", base_model=str(model), config_json=json.dumps(
-        {"max_steps": 1, "save_steps": 1, "max_length": 128, "report_to": []}), checkpoint_uri="",
+        {"max_steps": 1, "save_steps": 1, "max_length": 256, "report_to": []}), checkpoint_uri="",
         dataset=_Art(sft_dir), model=ms, metrics=sm, curves=_Art(tmp_path / "c3.html"))
     saved = json.loads((Path(ms.path) / "config.json").read_text())
     assert saved["rope_parameters"]["rope_type"] == "yarn" and saved["rope_parameters"]["factor"] == 2.0
