@@ -78,3 +78,23 @@ def with_secrets(task, secrets: dict[str, dict[str, str]] | None):
 def with_s3(task):
     """The object-store credentials as env (see `S3_SECRET`)."""
     return with_secrets(task, S3)
+
+
+#: The working folder of the training steps (base-model download, checkpoints, TensorBoard) on a generic ephemeral
+#: volume — a PVC created with the pod and deleted with it — instead of the node's unbounded ephemeral storage. A
+#: retried pod gets a fresh volume and resumes from the checkpoints mirrored to object storage
+#: (`fathom.checkpoints`). `kfp.local` ignores the volume; `components.artifacts.work_dir` then falls back to a
+#: folder beside the output artifact.
+WORK_DIR = "/fathom-work"
+WORK_VOLUME_SIZE = os.environ.get("FATHOM_WORK_VOLUME_SIZE", "500Gi")
+WORK_STORAGE_CLASS = os.environ.get("FATHOM_WORK_STORAGE_CLASS") or None
+
+
+def with_work_volume(task, size: str = WORK_VOLUME_SIZE):
+    """Mount the step's work volume at `WORK_DIR` and point FATHOM_WORK_DIR at it."""
+    from kfp import kubernetes
+
+    kubernetes.add_ephemeral_volume(task, volume_name="work", mount_path=WORK_DIR, access_modes=["ReadWriteOnce"],
+                                    size=size, storage_class_name=WORK_STORAGE_CLASS)
+    task.set_env_variable("FATHOM_WORK_DIR", WORK_DIR)
+    return task

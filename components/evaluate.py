@@ -7,7 +7,7 @@ KFP arrive as floats locally: they are cast in the stage functions.
 
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.base import CPU_IMAGE
 
@@ -22,16 +22,34 @@ def evaluate_benchmark(
     metrics: Output[Metrics],
     report_html: Output[HTML],
     report_md: Output[Markdown],
+    candidate: Input[Model] = None,
 ):
     """One benchmark: `run` is the run folder (results.jsonl, metrics.json, run.json, reports); `metrics` the
     headline numbers; `report_html`/`report_md` render in the KFP UI. `config_json` is an EvalConfig without
     datasets/out (agent, judge, concurrency, ...); an empty `tools_url` starts the in-process offline stack;
-    `limit` <= 0 evaluates every example."""
+    `limit` <= 0 evaluates every example. With `candidate` (a Model artifact: its folder or object-store URI) the
+    policy role is that model: served by vLLM in bf16 inside the step when it has a GPU, else in-process
+    (`local:<folder>`)."""
+    import json
     from pathlib import Path
 
     from fathom.evaluate.stages import copy_reports, evaluate_stage, headline
 
-    res = evaluate_stage(benchmark, Path(run.path), config_json, tools_url=tools_url, limit=limit)
+    import contextlib
+
+    config, policy = config_json, contextlib.nullcontext()
+    if candidate is not None:
+        from components.artifacts import model_source, work_dir
+        from fathom.llm.gpu import candidate_policy
+        from fathom.rl.stage import materialise_model
+
+        config = json.loads(config_json or "{}")
+        # served by vLLM in bf16 on the step's GPU, else in-process (local:<folder>) on CPU
+        policy = candidate_policy(str(materialise_model(model_source(candidate), work_dir(run))))
+    with policy as role:
+        if candidate is not None:
+            config.setdefault("agent", {})["policy"] = role
+        res = evaluate_stage(benchmark, Path(run.path), config, tools_url=tools_url, limit=limit)
     for key, value in headline(res.metrics).items():
         metrics.log_metric(key, value)
     run.metadata.update({"benchmark": benchmark, "rows": res.metrics.overall.n,

@@ -19,24 +19,30 @@ def convert_checkpoint(
     upload_uri: str,
     model: Output[Model],
     metrics: Output[Metrics],
+    checkpoint: Input[Model] = None,
 ):
-    """Checkpoint (folder, s3:// URI or `embedded`) → serving folder `model` (safetensors, tokenizer, nested YaRN
-    rope_scaling when `yarn_factor` > 0, manifest). `upload_uri` (s3://...) also uploads it. An empty `src` skips
-    the step (e.g. a release of the search model only)."""
+    """Checkpoint → serving folder (safetensors, tokenizer, nested YaRN rope_scaling when `yarn_factor` > 0,
+    manifest). The checkpoint is the `checkpoint` Model artifact of a training step when given (its folder or its
+    object-store URI), else `src` (a folder, an s3:// URI or `embedded`); an empty `src` without `checkpoint`
+    skips the step (e.g. a release of the search model only). With `upload_uri` (s3://...) the serving folder is
+    uploaded there and `model` carries that URI (no copy in the pipeline root); else `model` holds the folder."""
+    from components.artifacts import export_model, model_source, work_dir
     from fathom.convert.convert import ConvertConfig, convert_checkpoint
 
+    src = model_source(checkpoint) if checkpoint is not None else src
     if not src:
         model.metadata["skipped"] = True
         return
-
-    cfg = ConvertConfig(src=src, out=model.path, dtype=dtype,
-                        yarn_factor=float(yarn_factor) if float(yarn_factor) > 0 else None,
-                        original_max_pos=int(original_max_pos) if float(yarn_factor) > 0 and int(original_max_pos) > 0
-                        else None, upload=upload_uri or None, force=True)
+    yarn = float(yarn_factor) > 0
+    out = work_dir(model, "serving") if upload_uri else model.path
+    cfg = ConvertConfig(src=src, out=out, dtype=dtype, yarn_factor=float(yarn_factor) if yarn else None,
+                        original_max_pos=int(original_max_pos) if yarn and int(original_max_pos) > 0 else None,
+                        upload=upload_uri or None, force=True)
     result = convert_checkpoint(cfg)
     m = result.manifest
-    model.metadata.update({"dtype": m["dtype"], "source": m["source"], "source_kind": m["source_kind"],
-                           "rope_scaling": m["rope_scaling"] or {}, "uri": result.uploaded_to or ""})
+    export_model(model, final=None, uri=result.uploaded_to or "",
+                 metadata={"dtype": m["dtype"], "source": m["source"], "source_kind": m["source_kind"]})
+    model.metadata["rope_scaling"] = m["rope_scaling"] or {}
     metrics.log_metric("parameters", m["parameters"])
     metrics.log_metric("bytes", sum(f["bytes"] for f in m["files"].values()))
     if m.get("verification"):
@@ -59,11 +65,16 @@ def deploy_release(
     import json
     from pathlib import Path
 
+    from components.artifacts import model_source
     from fathom.deploy.manifests import DeployConfig
     from fathom.deploy.release import deploy_stage, servers_dir_for
+    from fathom.rl.stage import materialise_model
 
     cfg = DeployConfig.model_validate(json.loads(deploy_config or "{}"))
-    state = deploy_stage(cfg, manifests_dir=manifests.path, state_dir=release.path, model_dir=Path(model.path),
+    # a cluster release serves the storage URIs of `deploy_config`; a local one needs the folder here
+    model_dir = Path(model.path) if cluster else Path(materialise_model(model_source(model),
+                                                                        Path(release.path + ".work")))
+    state = deploy_stage(cfg, manifests_dir=manifests.path, state_dir=release.path, model_dir=model_dir,
                          cluster=bool(cluster), servers_dir=servers_dir_for(servers_dir, run_id),
                          ready_timeout_s=float(ready_timeout_s), release_id=run_id)
     release.metadata.update({"mode": state["mode"], "policy": state["policy"]})

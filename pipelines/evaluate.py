@@ -9,7 +9,7 @@ import json
 
 from kfp import dsl
 
-from components.base import ALL_SECRETS, SECRETS, with_secrets
+from components.base import ALL_SECRETS, with_secrets
 from components.evaluate import baseline_evaluation, evaluate_benchmark, evaluation_gate, evaluation_report
 
 DEFAULT_BENCHMARKS = ["simpleqa", "frames", "webwalker", "musique", "gpqa-diamond", "medqa"]
@@ -47,7 +47,7 @@ def evaluate_pipeline(
         ev = evaluate_benchmark(benchmark=bench, config_json=config_json, tools_url=tools_url, limit=limit)
         ev.set_display_name("evaluate benchmark").set_caching_options(False).set_retry(num_retries=2)
         ev.set_cpu_limit("4").set_memory_limit("16G")
-        with_secrets(ev, SECRETS)  # judge / query-LLM keys
+        with_secrets(ev, ALL_SECRETS)  # judge / query-LLM keys; the object store (a candidate Model by URI)
     report = evaluation_report(runs=dsl.Collected(ev.outputs["run"]), name=name)
     report.set_display_name("evaluation report")
     with dsl.If(baseline_uri != "", name="gate"):

@@ -25,26 +25,30 @@ first-release decision. A released candidate's evaluation is published there
 """
 
 
+import inspect
+
 from kfp import dsl
 
-from components.base import ALL_SECRETS, S3, SECRETS, on_gpu_pool, with_secrets
+from components.base import ALL_SECRETS, GPU_IMAGE, S3, SECRETS, on_gpu_pool, with_secrets, with_work_volume
 from components.data import decontaminate, duetqa_generate, publish_dataset, sft_corpus
-from components.evaluate import baseline_evaluation, evaluation_gate, evaluation_report
-from components.release import deploy_release, smoke_test, teardown_release
-from components.retrain import convert_trained, evaluate_candidate, retrain_plan, validate_retrain
+from components.evaluate import baseline_evaluation, evaluate_benchmark, evaluation_gate, evaluation_report
+from components.release import convert_checkpoint, deploy_release, smoke_test, teardown_release
+from components.retrain import retrain_plan, validate_retrain
 from components.train import policy_warmstart, rapo_stage1, rapo_stage2, stage2_filter, synthesizer_sft
+from fathom.retrain import BODY_PARAMETERS, BODY_SETTINGS, BODY_TYPES, PLAN_OUTPUTS  # noqa: F401 - re-exported
 from pipelines.train import GPUS
-
-from fathom.retrain import BODY_SETTINGS
 
 #: role API keys (judge, labeller, teacher, solvers) and object-store credentials, as env from Kubernetes Secrets
 _S3 = S3
 _ALL = ALL_SECRETS
 
 
-def _gpu(task, name: str, gpus: int = GPUS):
-    """GPU node pool, secrets, caching off (non-deterministic), retried (resumes from its checkpoint URI)."""
+def _gpu(task, name: str, gpus: int = GPUS, *, work: bool = False):
+    """GPU node pool, secrets, caching off (non-deterministic), retried. `work`: a work volume for a step that holds
+    models or checkpoints (a training step resumes a retry from the checkpoints it mirrors to its checkpoint URI)."""
     on_gpu_pool(task, gpus=gpus, secrets=_ALL)
+    if work:
+        with_work_volume(task)
     return task.set_display_name(name).set_caching_options(False).set_retry(num_retries=2, backoff_duration="60s")
 
 
@@ -60,96 +64,96 @@ def _cpu(task, name: str, *, secrets=None, retries: int = 0, cpu: str | None = N
     return task
 
 
-#: outputs of `retrain_plan` the body receives: the resolved settings and the run layout (`fathom.retrain`)
-PLAN_OUTPUTS = ("run_uri", "stage1_checkpoints", "stage2_checkpoints", "sft_checkpoints", "policy_uri", "synth_uri",
-                "deploy_config", "baseline_parent", "baseline_name")
-BODY_PARAMETERS = (*BODY_SETTINGS, *PLAN_OUTPUTS)
-
-
-@dsl.pipeline(name="fathom-retrain-run", description="The retraining run inside its exit handler (see fathom-retrain).")
-def retrain_run(
-    preset: str, policy_base_model: str, synth_base_model: str, judge: str, labeller: str, tools_url: str,
-    n_duetqa: int, n_sft: int, duetqa_config: str, sft_config: str, filter_limit_per_source: int,
-    stage1_config_json: str, stage2_config_json: str, sft_config_json: str,
-    dtype: str, synth_yarn_factor: float, synth_original_max_pos: int,
-    benchmarks: list, eval_config_json: str, eval_limit: int, baseline_policy: str, baseline_uri: str,
-    gate_require: str,
-    gate_min_delta: float, gate_max_drop: float,
-    cluster: bool, servers_dir: str, ready_timeout_s: float, expect: str, smoke_agent: bool, rollback: bool,
-    ephemeral: bool,
-    run_uri: str, stage1_checkpoints: str, stage2_checkpoints: str, sft_checkpoints: str, policy_uri: str,
-    synth_uri: str, deploy_config: str, baseline_parent: str, baseline_name: str,
-):
+def _retrain_run(*args):
     """A nested pipeline so that the exit handler's teardown can take the planned DeployConfig as an input (an
-    exit task may not depend on another task of its own DAG)."""
+    exit task may not depend on another task of its own DAG). Its parameters are `fathom.retrain.BODY_TYPES` (the
+    signature is generated from that table, as are the plan component's outputs)."""
+    p = dict(zip(BODY_PARAMETERS, args))
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-    teardown = _cpu(teardown_release(servers_dir=servers_dir, run_id=run_id, ephemeral=ephemeral,
-                                     deploy_config=deploy_config), "release what the run started")
+    teardown = _cpu(teardown_release(servers_dir=p["servers_dir"], run_id=run_id, ephemeral=p["ephemeral"],
+                                     deploy_config=p["deploy_config"]), "release what the run started")
 
     with dsl.ExitHandler(teardown, name="retrain"):
         # ---- data (independent, in parallel)
-        duet = _cpu(duetqa_generate(n=n_duetqa, config_json=duetqa_config, tools_url=tools_url), "duetqa self-play",
-                    secrets=SECRETS, retries=2, cpu="4", memory="16G")
-        corpus = _cpu(sft_corpus(n=n_sft, config_json=sft_config, tools_url=tools_url), "deepresearch-sft corpus",
-                      secrets=SECRETS, retries=2, cpu="4", memory="16G")
+        duet = _cpu(duetqa_generate(n=p["n_duetqa"], config_json=p["duetqa_config"], tools_url=p["tools_url"]),
+                    "duetqa self-play", secrets=SECRETS, retries=2, cpu="4", memory="16G")
+        corpus = _cpu(sft_corpus(n=p["n_sft"], config_json=p["sft_config"], tools_url=p["tools_url"]),
+                      "deepresearch-sft corpus", secrets=SECRETS, retries=2, cpu="4", memory="16G")
         clean = _cpu(decontaminate(dataset=duet.outputs["rl_dataset"]), "decontaminate (vs evaluation sets)")
-        with dsl.If(run_uri != "", name="publish-datasets"):
+        with dsl.If(p["run_uri"] != "", name="publish-datasets"):
             for task, name in ((duet, "duetqa"), (corpus, "sft")):
-                _cpu(publish_dataset(dataset=task.outputs["dataset"], uri=run_uri, name=f"datasets/{name}"),
+                _cpu(publish_dataset(dataset=task.outputs["dataset"], uri=p["run_uri"], name=f"datasets/{name}"),
                      f"publish {name}", secrets=_S3, retries=3)
 
-        # ---- search agent: RAPO stage 1 → stage-2 filter → RAPO stage 2
-        warm = _gpu(policy_warmstart(preset=preset, base_model=policy_base_model, tools_url=tools_url,
-                                     config_json="{}"), "policy warm start")
-        s1 = _gpu(rapo_stage1(preset=preset, tools_url=tools_url, judge=judge, labeller=labeller,
-                              config_json=stage1_config_json, checkpoint_uri=stage1_checkpoints,
-                              policy=warm.outputs["model"], dataset=clean.outputs["clean"]), "RAPO stage 1")
-        filt = _gpu(stage2_filter(preset=preset, tools_url=tools_url, judge=judge,
-                                  limit_per_source=filter_limit_per_source, policy=s1.outputs["model"],
-                                  duetqa=clean.outputs["clean"]), "stage-2 filter", gpus=1)
-        s2 = _gpu(rapo_stage2(preset=preset, tools_url=tools_url, judge=judge, labeller=labeller,
-                              config_json=stage2_config_json, checkpoint_uri=stage2_checkpoints,
-                              policy=s1.outputs["model"], dataset=filt.outputs["kept"]), "RAPO stage 2")
+        # ---- search agent: warm start → RAPO stage 1 → stage-2 filter → RAPO stage 2 (models passed by URI)
+        warm = _gpu(policy_warmstart(preset=p["preset"], base_model=p["policy_base_model"], tools_url=p["tools_url"],
+                                     config_json="{}", checkpoint_uri=p["warmstart_checkpoints"]),
+                    "policy warm start", work=True)
+        s1 = _gpu(rapo_stage1(preset=p["preset"], tools_url=p["tools_url"], judge=p["judge"], labeller=p["labeller"],
+                              config_json=p["stage1_config_json"], checkpoint_uri=p["stage1_checkpoints"],
+                              policy=warm.outputs["model"], dataset=clean.outputs["clean"]),
+                  "RAPO stage 1", work=True)
+        filt = _gpu(stage2_filter(preset=p["preset"], tools_url=p["tools_url"], judge=p["judge"],
+                                  limit_per_source=p["filter_limit_per_source"], policy=s1.outputs["model"],
+                                  duetqa=clean.outputs["clean"]), "stage-2 filter", gpus=1, work=True)
+        s2 = _gpu(rapo_stage2(preset=p["preset"], tools_url=p["tools_url"], judge=p["judge"], labeller=p["labeller"],
+                              config_json=p["stage2_config_json"], checkpoint_uri=p["stage2_checkpoints"],
+                              policy=s1.outputs["model"], dataset=filt.outputs["kept"]),
+                  "RAPO stage 2", work=True)
 
         # ---- synthesizer SFT (parallel to the search branch)
-        sft = _gpu(synthesizer_sft(preset=preset, base_model=synth_base_model, config_json=sft_config_json,
-                                   checkpoint_uri=sft_checkpoints, dataset=corpus.outputs["dataset"]),
-                   "synthesizer SFT")
+        sft = _gpu(synthesizer_sft(preset=p["preset"], base_model=p["synth_base_model"],
+                                   config_json=p["sft_config_json"], checkpoint_uri=p["sft_checkpoints"],
+                                   dataset=corpus.outputs["dataset"]),
+                   "synthesizer SFT", work=True)
 
-        # ---- convert (uploaded to the run's models/ prefix for KServe)
-        policy = _cpu(convert_trained(checkpoint=s2.outputs["model"], dtype=dtype, yarn_factor=0.0,
-                                      original_max_pos=0, upload_uri=policy_uri),
+        # ---- convert (uploaded to the run's models/ prefix for KServe; the artifact then carries that URI)
+        policy = _cpu(convert_checkpoint(src="", checkpoint=s2.outputs["model"], dtype=p["dtype"], yarn_factor=0.0,
+                                         original_max_pos=0, upload_uri=p["policy_uri"]),
                       "convert search model", secrets=_S3, retries=1, cpu="4", memory="32G")
-        synth = _cpu(convert_trained(checkpoint=sft.outputs["model"], dtype=dtype, yarn_factor=synth_yarn_factor,
-                                     original_max_pos=synth_original_max_pos, upload_uri=synth_uri),
+        synth = _cpu(convert_checkpoint(src="", checkpoint=sft.outputs["model"], dtype=p["dtype"],
+                                        yarn_factor=p["synth_yarn_factor"],
+                                        original_max_pos=p["synth_original_max_pos"], upload_uri=p["synth_uri"]),
                      "convert synthesizer (YaRN)", secrets=_S3, retries=1, cpu="4", memory="32G")
 
         # ---- evaluate the candidate, then gate it against the deployed model's evaluation
-        with dsl.ParallelFor(benchmarks, parallelism=4, name="benchmarks") as bench:
-            ev = _gpu(evaluate_candidate(candidate=policy.outputs["model"], benchmark=bench,
-                                         config_json=eval_config_json, tools_url=tools_url, limit=eval_limit),
-                      "evaluate candidate", gpus=1)
+        with dsl.ParallelFor(p["benchmarks"], parallelism=4, name="benchmarks") as bench:
+            ev = _gpu(evaluate_benchmark(candidate=policy.outputs["model"], benchmark=bench,
+                                         config_json=p["eval_config_json"], tools_url=p["tools_url"],
+                                         limit=p["eval_limit"]),
+                      "evaluate candidate", gpus=1, work=True)
+            ev.set_container_image(GPU_IMAGE)  # the candidate runs in-process on the GPU
         report = evaluation_report(runs=dsl.Collected(ev.outputs["run"]), name="candidate")
         report.set_display_name("evaluation report")
-        base = _gpu(baseline_evaluation(policy=baseline_policy, baseline_uri=baseline_uri, benchmarks=benchmarks,
-                                        config_json=eval_config_json, tools_url=tools_url, limit=eval_limit),
+        base = _gpu(baseline_evaluation(policy=p["baseline_policy"], baseline_uri=p["baseline_uri"],
+                                        benchmarks=p["benchmarks"], config_json=p["eval_config_json"],
+                                        tools_url=p["tools_url"], limit=p["eval_limit"]),
                     "evaluate baseline", gpus=1)
         gate = _cpu(evaluation_gate(candidate=report.outputs["combined"], baseline=base.outputs["run"],
-                                    require=gate_require, min_delta=gate_min_delta, max_drop=gate_max_drop),
+                                    require=p["gate_require"], min_delta=p["gate_min_delta"],
+                                    max_drop=p["gate_max_drop"]),
                     "quality gate", secrets=_S3, retries=2)
 
         # ---- release only a better candidate; promote its evaluation to the next baseline
         with dsl.If(gate.outputs["Output"] == True, name="deploy-if-better"):  # a KFP condition on the task output
-            deploy = _cpu(deploy_release(model=policy.outputs["model"], deploy_config=deploy_config, cluster=cluster,
-                                         servers_dir=servers_dir, run_id=run_id, ready_timeout_s=ready_timeout_s),
+            deploy = _cpu(deploy_release(model=policy.outputs["model"], deploy_config=p["deploy_config"],
+                                         cluster=p["cluster"], servers_dir=p["servers_dir"], run_id=run_id,
+                                         ready_timeout_s=p["ready_timeout_s"]),
                           "deploy", secrets=_S3, retries=1)
             deploy.after(synth)
-            smoke = _cpu(smoke_test(release=deploy.outputs["release"], expect=expect, agent=smoke_agent,
-                                    rollback=rollback),
+            smoke = _cpu(smoke_test(release=deploy.outputs["release"], expect=p["expect"], agent=p["smoke_agent"],
+                                    rollback=p["rollback"]),
                          "smoke test / rollback")
-            with dsl.If(baseline_parent != "", name="promote-baseline"):
-                promote = publish_dataset(dataset=report.outputs["combined"], uri=baseline_parent, name=baseline_name)
+            with dsl.If(p["baseline_parent"] != "", name="promote-baseline"):
+                promote = publish_dataset(dataset=report.outputs["combined"], uri=p["baseline_parent"],
+                                          name=p["baseline_name"])
                 _cpu(promote, "promote evaluation to baseline", secrets=_S3, retries=3).after(smoke)
+
+
+_retrain_run.__signature__ = inspect.Signature(
+    [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t) for k, t in BODY_TYPES.items()])
+retrain_run = dsl.pipeline(name="fathom-retrain-run",
+                           description="The retraining run inside its exit handler (see fathom-retrain).")(_retrain_run)
 
 
 @dsl.pipeline(name="fathom-retrain",

@@ -11,7 +11,7 @@ import os
 
 from kfp import dsl
 
-from components.base import ALL_SECRETS, SECRETS, on_gpu_pool, with_s3  # noqa: F401 - SECRETS re-exported
+from components.base import ALL_SECRETS, SECRETS, on_gpu_pool, with_s3, with_work_volume  # noqa: F401 - SECRETS re-exported
 from components.launch import release_trainjobs
 from components.train import (
     policy_warmstart,
@@ -27,8 +27,12 @@ GPUS = int(os.environ.get("FATHOM_TRAIN_GPUS", "8"))
 
 
 def _gpu(task, gpus: int = GPUS):
-    on_gpu_pool(task, gpus=gpus, secrets=ALL_SECRETS)  # role keys + object store (base model, checkpoint mirror)
+    """GPU pool, role keys + object store (base model, checkpoint mirror), caching off, and a work volume for the
+    models and checkpoints (a training step mirrors its checkpoints to its checkpoint URI as they are saved, so a
+    retry resumes)."""
+    on_gpu_pool(task, gpus=gpus, secrets=ALL_SECRETS)
     task.set_caching_options(False)
+    with_work_volume(task)
     return task
 
 
@@ -47,14 +51,16 @@ def train_pipeline(
     stage2_config_json: str = "{}",
     sft_config_json: str = "{}",
     filter_limit_per_source: int = 4,
+    warmstart_checkpoint_uri: str = "",
     stage1_checkpoint_uri: str = "",
     stage2_checkpoint_uri: str = "",
     sft_checkpoint_uri: str = "",
     launcher: str = "inprocess",
     launch_config_json: str = "{}",
 ):
-    """`*_checkpoint_uri`: where each training step mirrors its checkpoints (s3://...) so that a retried or
-    restarted step resumes; one folder per step, never shared. `launcher` (inprocess | accelerate | trainjob) and
+    """`*_checkpoint_uri`: where each training step mirrors its checkpoints (s3://...) as they are saved, so that a
+    retried or restarted step resumes from the newest complete one, and publishes its model (`.../final`, passed on
+    by URI); one folder per step, never shared. `launcher` (inprocess | accelerate | trainjob) and
     `launch_config_json` (fathom.launch.config.LaunchConfig fields) choose how the RAPO and SFT steps run: in the
     step's process, `accelerate launch` on the step pod's GPUs, or a Kubeflow Trainer TrainJob of num_nodes ×
     gpus_per_node (the exit handler deletes the run's TrainJobs)."""
@@ -65,7 +71,7 @@ def train_pipeline(
     with dsl.ExitHandler(release, name="train"):
         prompts = with_s3(prepare_rl_prompts(uri=rl_data_uri, n=n_prompts, hops=2).set_caching_options(False))
         warm = _gpu(policy_warmstart(preset=preset, base_model=base_model, tools_url=tools_url,
-                                     config_json=warmstart_config_json))
+                                     config_json=warmstart_config_json, checkpoint_uri=warmstart_checkpoint_uri))
         warm.set_display_name("policy warm start")
         s1 = _gpu(rapo_stage1(preset=preset, tools_url=tools_url, judge=judge, labeller=labeller,
                               config_json=stage1_config_json, checkpoint_uri=stage1_checkpoint_uri,

@@ -14,7 +14,7 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import BaseModel, Field
@@ -155,19 +155,36 @@ def run_layout(settings: dict, run_id: str) -> dict[str, str]:
     release = DeployConfig.model_validate(cfg)
     target = (settings.get("baseline_uri") or (f"{base}/deployed-eval" if base else "")).rstrip("/")
     parent, _, name = target.rpartition("/") if target else ("", "", "")
-    return {"run_uri": run, "stage1_checkpoints": under("checkpoints/rapo-stage1"),
+    return {"run_uri": run, "warmstart_checkpoints": under("checkpoints/policy-warmstart"),
+            "stage1_checkpoints": under("checkpoints/rapo-stage1"),
             "stage2_checkpoints": under("checkpoints/rapo-stage2"), "sft_checkpoints": under("checkpoints/synthesizer-sft"),
             "policy_uri": policy_uri, "synth_uri": synth_uri, "deploy_config": release.model_dump_json(),
             "baseline_parent": parent, "baseline_name": name}
 
 
-#: the body parameters of `fathom-retrain-run` that come from the settings (the rest come from `run_layout`)
-BODY_SETTINGS = ("preset", "policy_base_model", "synth_base_model", "judge", "labeller", "tools_url", "n_duetqa",
-                 "n_sft", "duetqa_config", "sft_config", "filter_limit_per_source", "stage1_config_json",
-                 "stage2_config_json", "sft_config_json", "dtype", "synth_yarn_factor", "synth_original_max_pos",
-                 "benchmarks", "eval_config_json", "eval_limit", "baseline_policy", "baseline_uri", "gate_require",
-                 "gate_min_delta", "gate_max_drop", "cluster", "servers_dir", "ready_timeout_s", "expect",
-                 "smoke_agent", "rollback", "ephemeral")
+#: The parameters of the `fathom-retrain-run` body and their KFP types, in order: the settings (JSON configs as
+#: strings), then the run layout (`run_layout`). The plan component's outputs (`RetrainPlan`) and the body pipeline's
+#: signature are both generated from this one table.
+BODY_TYPES: dict[str, type] = {
+    "preset": str, "policy_base_model": str, "synth_base_model": str, "judge": str, "labeller": str,
+    "tools_url": str, "n_duetqa": int, "n_sft": int, "duetqa_config": str, "sft_config": str,
+    "filter_limit_per_source": int, "stage1_config_json": str, "stage2_config_json": str, "sft_config_json": str,
+    "dtype": str, "synth_yarn_factor": float, "synth_original_max_pos": int, "benchmarks": list,
+    "eval_config_json": str, "eval_limit": int, "baseline_policy": str, "baseline_uri": str, "gate_require": str,
+    "gate_min_delta": float, "gate_max_drop": float, "cluster": bool, "servers_dir": str, "ready_timeout_s": float,
+    "expect": str, "smoke_agent": bool, "rollback": bool, "ephemeral": bool,
+    # run layout
+    "run_uri": str, "warmstart_checkpoints": str, "stage1_checkpoints": str, "stage2_checkpoints": str,
+    "sft_checkpoints": str, "policy_uri": str, "synth_uri": str, "deploy_config": str, "baseline_parent": str,
+    "baseline_name": str,
+}
+#: the body parameters that come from the run layout (`run_layout`); the rest come from the settings
+PLAN_OUTPUTS = ("run_uri", "warmstart_checkpoints", "stage1_checkpoints", "stage2_checkpoints", "sft_checkpoints",
+                "policy_uri", "synth_uri", "deploy_config", "baseline_parent", "baseline_name")
+BODY_SETTINGS = tuple(k for k in BODY_TYPES if k not in PLAN_OUTPUTS)
+BODY_PARAMETERS = tuple(BODY_TYPES)
+#: the outputs of the plan component (components/retrain.py)
+RetrainPlan = NamedTuple("RetrainPlan", list(BODY_TYPES.items()))
 
 
 def body_arguments(settings: dict, run_id: str) -> dict[str, Any]:

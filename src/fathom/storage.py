@@ -496,6 +496,41 @@ def download(uri: str | Path, local: str | Path, *, settings: StorageSettings | 
     return local
 
 
+def published_folders(uri: str | Path, *, settings: StorageSettings | None = None) -> list[str]:
+    """Names of the complete child folders of `uri`: on S3 those whose manifest exists (a folder still being
+    uploaded, or whose upload was killed, is not listed); locally the child directories (local uploads are
+    atomic renames)."""
+    if not is_s3(uri):
+        root = _local(uri)
+        return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    client, settings = _client(settings)
+    bucket, key = split_s3(str(uri))
+    base = f"{key}/" if key else ""
+    names = set()
+    for obj in _list_keys(client, bucket, base, settings):
+        parts = obj[len(base):].split("/")
+        if len(parts) == 2 and parts[1] == MANIFEST:
+            names.add(parts[0])
+    return sorted(names)
+
+
+def remove(uri: str | Path, *, settings: StorageSettings | None = None) -> None:
+    """Delete a file or folder. An S3 folder is unpublished first (its manifest deleted), then its objects, so a
+    reader never sees a half-deleted folder as complete."""
+    if not is_s3(uri):
+        _remove(_local(uri))
+        return
+    client, settings = _client(settings)
+    bucket, key = split_s3(str(uri))
+    if not key:
+        raise StorageError(f"remove: refusing to delete a whole bucket ({uri})")
+    man_key = _join(key, MANIFEST)
+    if _object_exists(client, bucket, man_key, settings):
+        _retry(f"remove s3://{bucket}/{man_key}", lambda: client.remove_object(bucket, man_key), settings)
+    for obj in [key] + _list_keys(client, bucket, f"{key}/", settings):
+        _retry(f"remove s3://{bucket}/{obj}", lambda o=obj: client.remove_object(bucket, o), settings)
+
+
 def read_bytes(uri: str | Path, *, settings: StorageSettings | None = None) -> bytes:
     if not is_s3(uri):
         return _local(uri).read_bytes()

@@ -182,11 +182,12 @@ class _Art:
 
 
 def test_rapo_component_body_with_the_trainjob_launcher(tmp_path, monkeypatch):
-    """The component body (`run_search_component`) with `launcher=trainjob`: the SDK client comes from a kubeconfig
-    (here: the fake API's), the Model artifact gets the final model node 0 published."""
+    """The component body (`search_stage` + `components.artifacts`) with `launcher=trainjob`: the SDK client comes
+    from a kubeconfig (here: the fake API's), the Model artifact refers to the final model node 0 published."""
     from kubernetes import client as k8s
 
-    from fathom.rl.stage import run_search_component
+    from components.artifacts import export_training, launch_of
+    from fathom.rl.stage import search_stage
 
     monkeypatch.setattr(node_mod.subprocess, "call", _fake_train([]))
     spec = _spec(tmp_path)
@@ -201,16 +202,17 @@ def test_rapo_component_body_with_the_trainjob_launcher(tmp_path, monkeypatch):
                 "users": [{"name": "u", "user": {"token": "t"}}],
                 "contexts": [{"name": "c", "context": {"cluster": "fake", "user": "u", "namespace": "ml"}}]}))
             model, metrics, curves = _Art(tmp_path / "model"), _Art(tmp_path / "m"), _Art(tmp_path / "c.html")
-            summary = run_search_component(
-                stage=1, preset="gpu", base_model=str(spec.model), tools_url="", judge="exact", labeller="heuristic",
-                config_json=json.dumps({"max_steps": 3}), checkpoint_uri=str(tmp_path / "store" / "s1"),
-                dataset_path=str(spec.data.parent), model=model, metrics=metrics, curves=curves, launcher="trainjob",
-                launch_json=json.dumps({"num_nodes": 1, "namespace": "ml", "poll_s": 0.05, "timeout_s": 60,
-                                        "kubeconfig": str(kubeconfig)}),
-                run_id="run-9")
+            launch = launch_of("trainjob", json.dumps({"num_nodes": 1, "namespace": "ml", "poll_s": 0.05,
+                                                       "timeout_s": 60, "kubeconfig": str(kubeconfig)}), "run-9")
+            summary = search_stage(
+                Path(model.path + ".work"), stage=1, preset="gpu", base_model=str(spec.model), data=spec.data.parent,
+                judge="exact", labeller="heuristic", overrides={"max_steps": 3},
+                checkpoint_uri=str(tmp_path / "store" / "s1"), launch=launch)
+            export_training(summary, model, metrics, curves)
     finally:
         k8s.Configuration.set_default(saved)
-    assert summary["steps"] == 3 and (Path(model.path) / ".complete").is_file()
+    assert summary["steps"] == 3 and model.metadata["uri"] == str(tmp_path / "store" / "s1" / "final")
+    assert (tmp_path / "store" / "s1" / "final" / ".complete").is_file()
     assert metrics.logged["steps"] == 3.0
     [body] = fake.created
     assert body["metadata"]["labels"] == {"fathom.ai/step": "rapo-stage1", "fathom.ai/run-id": "run-9"}

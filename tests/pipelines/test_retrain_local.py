@@ -39,8 +39,8 @@ def test_retrain_runs_end_to_end_on_the_embedded_default(tmp_path):
     tasks = {p.name: p for p in runs[0].rglob("executor_output.json")}
     ran = {p.parent.name for p in runs[0].rglob("executor_output.json")}
     for step in ("duetqa-generate", "decontaminate", "sft-corpus", "policy-warmstart", "rapo-stage1",
-                 "stage2-filter", "rapo-stage2", "synthesizer-sft", "convert-trained", "convert-trained-2",
-                 "evaluate-candidate", "evaluation-report", "baseline-evaluation", "evaluation-gate",
+                 "stage2-filter", "rapo-stage2", "synthesizer-sft", "convert-checkpoint", "convert-checkpoint-2",
+                 "evaluate-benchmark", "evaluation-report", "baseline-evaluation", "evaluation-gate",
                  "deploy-release", "smoke-test"):
         assert step in ran, f"{step} did not run (ran: {sorted(ran)})"
     del tasks

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 TRAINING = {"rapo-stage1", "stage2-filter", "rapo-stage2", "synthesizer-sft"}
-GENERATION = {"duetqa-generate", "sft-corpus", "evaluate-candidate"}
+GENERATION = {"duetqa-generate", "sft-corpus", "evaluate-benchmark"}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_retrain_ir_tasks_and_wiring(ir):
                for v in root["fathom-retrain-run"]["inputs"]["parameters"].values())
     tasks = _all_tasks(spec)
     stages = {"duetqa-generate", "decontaminate", "sft-corpus", "policy-warmstart", "rapo-stage1", "stage2-filter",
-              "rapo-stage2", "synthesizer-sft", "convert-trained", "convert-trained-2", "evaluate-candidate",
+              "rapo-stage2", "synthesizer-sft", "convert-checkpoint", "convert-checkpoint-2", "evaluate-benchmark",
               "evaluation-report", "baseline-evaluation", "evaluation-gate", "deploy-release", "smoke-test",
               "teardown-release"}
     assert stages <= set(tasks)
@@ -74,21 +74,22 @@ def test_retrain_ir_tasks_and_wiring(ir):
                                                             "outputArtifactKey": "run"}
     assert artifact_from("stage2-filter", "policy")["producerTask"] == "rapo-stage1"
     assert artifact_from("rapo-stage2", "dataset") == {"producerTask": "stage2-filter", "outputArtifactKey": "kept"}
-    assert artifact_from("convert-trained", "checkpoint")["producerTask"] == "rapo-stage2"
+    assert artifact_from("convert-checkpoint", "checkpoint")["producerTask"] == "rapo-stage2"
     assert artifact_from("evaluation-gate", "candidate")["producerTask"] == "evaluation-report"
     # the synthesizer branch in parallel: SFT corpus → SFT → convert with YaRN
     assert artifact_from("synthesizer-sft", "dataset")["producerTask"] == "sft-corpus"
-    assert artifact_from("convert-trained-2", "checkpoint")["producerTask"] == "synthesizer-sft"
+    assert artifact_from("convert-checkpoint-2", "checkpoint")["producerTask"] == "synthesizer-sft"
     assert "sft-corpus" not in str(tasks["rapo-stage1"][0]) and "duetqa" not in str(tasks["synthesizer-sft"][0])
     # the candidate is evaluated per benchmark in a ParallelFor
-    assert any(p.startswith("comp-for-loop") for p in tasks["evaluate-candidate"][1])
+    assert any(p.startswith("comp-for-loop") for p in tasks["evaluate-benchmark"][1])
     # each training stage mirrors to its own per-run checkpoint prefix from the plan (no shared resume folder)
     body_in = spec["root"]["dag"]["tasks"]["fathom-retrain-run"]["inputs"]["parameters"]
-    for key in ("stage1_checkpoints", "stage2_checkpoints", "sft_checkpoints", "deploy_config", "policy_uri"):
+    for key in ("warmstart_checkpoints", "stage1_checkpoints", "stage2_checkpoints", "sft_checkpoints",
+                "deploy_config", "policy_uri"):
         assert body_in[key]["taskOutputParameter"] == {"producerTask": "retrain-plan", "outputParameterKey": key}
     ckpts = {t: tasks[t][0]["inputs"]["parameters"]["checkpoint_uri"]["componentInputParameter"]
-             for t in ("rapo-stage1", "rapo-stage2", "synthesizer-sft")}
-    assert len(set(ckpts.values())) == 3, ckpts
+             for t in ("policy-warmstart", "rapo-stage1", "rapo-stage2", "synthesizer-sft")}
+    assert len(set(ckpts.values())) == 4, ckpts
 
 
 def test_retrain_exit_handler_wraps_the_run(ir):
@@ -101,7 +102,7 @@ def test_retrain_exit_handler_wraps_the_run(ir):
     # the teardown gets the planned DeployConfig (namespace applied), so `ephemeral` deletes the right release
     assert teardown["inputs"]["parameters"]["deploy_config"]["componentInputParameter"] == "deploy_config"
     tasks = _all_tasks(spec)
-    for name in ("duetqa-generate", "rapo-stage1", "convert-trained", "evaluation-gate", "deploy-release"):
+    for name in ("duetqa-generate", "rapo-stage1", "convert-checkpoint", "evaluation-gate", "deploy-release"):
         assert "comp-exit-handler-1" in tasks[name][1], name
 
 
@@ -117,8 +118,8 @@ def test_retrain_deploy_only_if_the_gate_passed(ir):
     assert condition == "inputs.parameter_values['pipelinechannel--evaluation-gate-Output'] == true"
     assert tasks[cond_task][0]["inputs"]["parameters"]["pipelinechannel--evaluation-gate-Output"][
         "taskOutputParameter"] == {"producerTask": "evaluation-gate", "outputParameterKey": "Output"}
-    assert producer(tasks, "deploy-release", "model") == "convert-trained"  # the evaluated model is deployed
-    assert {"convert-trained-2", "evaluation-gate"} <= set(tasks[cond_task][0]["dependentTasks"])  # + synthesizer
+    assert producer(tasks, "deploy-release", "model") == "convert-checkpoint"  # the evaluated model is deployed
+    assert {"convert-checkpoint-2", "evaluation-gate"} <= set(tasks[cond_task][0]["dependentTasks"])  # + synthesizer
     assert tasks["smoke-test"][0]["dependentTasks"] == ["deploy-release"]
     # a released candidate's evaluation is promoted to the next baseline, after the smoke test, nested in the gate
     promote = next(t for t, (task, parents) in tasks.items()
@@ -144,7 +145,7 @@ def producer(tasks, task, name):
 
 def test_retrain_caching_off_for_nondeterministic_steps(ir):
     tasks = _all_tasks(ir["spec"])
-    for name in TRAINING | GENERATION | {"retrain-plan", "convert-trained", "evaluation-gate", "deploy-release"}:
+    for name in TRAINING | GENERATION | {"retrain-plan", "convert-checkpoint", "evaluation-gate", "deploy-release"}:
         task = tasks.get(name, (ir["spec"]["root"]["dag"]["tasks"].get(name), None))[0]
         assert task["cachingOptions"].get("enableCache") is not True, name
     assert tasks["evaluation-report"][0]["cachingOptions"] == {"enableCache": True}  # deterministic: cached
@@ -153,15 +154,15 @@ def test_retrain_caching_off_for_nondeterministic_steps(ir):
 
 
 def test_retrain_gpu_placement_and_secrets(ir):
-    from components.base import GPU_NODE_LABEL, GPU_TYPE
+    from components.base import GPU_NODE_LABEL, GPU_TYPE, WORK_DIR, WORK_VOLUME_SIZE
     from pipelines.data import S3_SECRET
     from pipelines.train import GPUS, SECRETS
 
     executors = ir["spec"]["deploymentSpec"]["executors"]
-    for name in TRAINING | {"evaluate-candidate"}:
+    for name in TRAINING | {"evaluate-benchmark"}:
         acc = executors[f"exec-{name}"]["container"]["resources"]["accelerator"]
         assert acc["resourceType"] == GPU_TYPE
-        assert int(acc["resourceCount"]) == (1 if name in {"stage2-filter", "evaluate-candidate"} else GPUS), name
+        assert int(acc["resourceCount"]) == (1 if name in {"stage2-filter", "evaluate-benchmark"} else GPUS), name
         assert "fathom-trainer" in executors[f"exec-{name}"]["container"]["image"]
         plat = ir["platform"][f"exec-{name}"]
         assert GPU_NODE_LABEL in plat["nodeSelector"]["labels"]
@@ -169,7 +170,12 @@ def test_retrain_gpu_placement_and_secrets(ir):
         assert plat["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
         # role keys (judge, labeller) and object-store credentials for the checkpoint mirror
         assert {s["secretName"] for s in plat["secretAsEnv"]} == {S3_SECRET, *SECRETS}, name
-    for name in ("duetqa-generate", "sft-corpus", "convert-trained", "evaluation-gate", "retrain-plan", "smoke-test"):
+        # the work folder (models, checkpoints) on a generic ephemeral volume, not unbounded node storage
+        vol = plat["genericEphemeralVolume"][0]
+        assert vol["mountPath"] == WORK_DIR and vol["size"] == WORK_VOLUME_SIZE, name
+        env = executors[f"exec-{name}"]["container"]["env"]
+        assert {"name": "FATHOM_WORK_DIR", "value": WORK_DIR} in env, name
+    for name in ("duetqa-generate", "sft-corpus", "convert-checkpoint", "evaluation-gate", "retrain-plan", "smoke-test"):
         assert "accelerator" not in executors[f"exec-{name}"]["container"].get("resources", {}), name
     for e in executors.values():
         assert "pip install" not in " ".join(e["container"].get("command", []))  # install_kfp_package=False

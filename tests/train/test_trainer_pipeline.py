@@ -33,6 +33,7 @@ def test_pipeline_compiles_with_gpu_placement(tmp_path):
         assert cfg["nodeSelector"]
         assert cfg["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
         assert cfg["secretAsEnv"][0]["keyToEnv"][0]["envVar"] == "OPENAI_API_KEY"
+        assert cfg["genericEphemeralVolume"][0]["mountPath"] == "/fathom-work"  # the work folder, bounded
     tasks = ir["root"]["dag"]["tasks"]
     assert all(not t.get("cachingOptions", {}).get("enableCache", False) for t in tasks.values())
     assert set(LOCAL_ARGUMENTS) <= set(ir["root"]["inputDefinitions"]["parameters"])
@@ -48,12 +49,12 @@ class _Art:
 
 @pytest.mark.slow
 def test_component_bodies_on_tiny_model(tmp_path, embedded_model_dir):
-    """stage 1 → filter → stage 2 and SFT through the components' library bodies (artifacts as plain folders),
-    with the real offline stack as the tool server."""
+    """stage 1 → filter → stage 2 and SFT through the components' bodies (artifacts as plain folders), with the
+    real offline stack as the tool server."""
+    from components.train import rapo_stage1, rapo_stage2, synthesizer_sft
     from fathom.rl.data import write_jsonl
     from fathom.rl.filter import build_and_filter
-    from fathom.rl.stage import run_search_component
-    from fathom.sft.trainer import run_sft_component, tiny_sft_rows
+    from fathom.sft.trainer import tiny_sft_rows
 
     model = tiny_model_dir(tmp_path, embedded_model_dir)
     data = tmp_path / "prompts"
@@ -61,12 +62,11 @@ def test_component_bodies_on_tiny_model(tmp_path, embedded_model_dir):
     write_jsonl([{"id": f"q{i}", "prompt": f"What is {i} plus one?", "answer": str(i + 1)} for i in range(3)],
                 data / "rl.jsonl")
     cfg = json.dumps({"max_steps": 1, "save_steps": 1, "max_tokens_per_turn": 8, "report_to": []})
-    m1, met, html = _Art(tmp_path / "m1"), _Art(tmp_path / "met"), _Art(tmp_path / "c.html")
-    s1 = run_search_component(stage=1, preset="cpu-smoke", base_model=str(model), tools_url="", judge="exact",
-                              labeller="heuristic", config_json=cfg, checkpoint_uri="", dataset_path=str(data),
-                              model=m1, metrics=met, curves=html)
-    assert s1["steps"] == 1 and (Path(m1.path) / "config.json").exists()
-    assert "steps" in met.logged and "data:image/png;base64," in Path(html.path).read_text()
+    base, m1, met, html = _Art(model), _Art(tmp_path / "m1"), _Art(tmp_path / "met"), _Art(tmp_path / "c.html")
+    rapo_stage1.python_func(preset="cpu-smoke", tools_url="", judge="exact", labeller="heuristic", config_json=cfg,
+                            checkpoint_uri="", policy=base, dataset=_Art(data), model=m1, metrics=met, curves=html)
+    assert met.logged["steps"] == 1 and (Path(m1.path) / "config.json").exists()
+    assert "data:image/png;base64," in Path(html.path).read_text()
     stats = build_and_filter(tmp_path / "kept", model=m1.path, tools_url=None, preset="cpu-smoke",
                              duetqa=data / "rl.jsonl", limit_per_source=2)
     # 2 DuetQA + 2 synthetic math + 2 offline-web 3-hop rows (the MuSiQue evaluation file is never used)
@@ -74,18 +74,17 @@ def test_component_bodies_on_tiny_model(tmp_path, embedded_model_dir):
     assert set(stats["by_source"]) - {"data", "duetqa"} == {"math-synthetic", "offline-web-3hop"}
     assert stats["mixture"]["math"] == 2 and stats["mixture"]["multihop_in"] == 2
     m2 = _Art(tmp_path / "m2")
-    s2 = run_search_component(stage=2, preset="cpu-smoke", base_model=m1.path, tools_url="", judge="exact",
-                              labeller="heuristic", config_json=cfg, checkpoint_uri="",
-                              dataset_path=str(tmp_path / "kept" / "kept.jsonl"), model=m2, metrics=_Art(tmp_path / "x"),
-                              curves=_Art(tmp_path / "c2.html"))
-    assert s2["reward_mode"] == "step" and s2["stage"] == 2
+    rapo_stage2.python_func(preset="cpu-smoke", tools_url="", judge="exact", labeller="heuristic", config_json=cfg,
+                            checkpoint_uri="", policy=m1, dataset=_Art(tmp_path / "kept" / "kept.jsonl"), model=m2,
+                            metrics=_Art(tmp_path / "x"), curves=_Art(tmp_path / "c2.html"))
+    assert m2.metadata["reward_mode"] == "step" and m2.metadata["stage"] == 2
     sft_dir = tmp_path / "sft"
     sft_dir.mkdir()
     write_jsonl(tiny_sft_rows(2), sft_dir / "sft.jsonl")
-    ms = _Art(tmp_path / "ms")
-    s3 = run_sft_component(preset="cpu-smoke", base_model=str(model), config_json=json.dumps(
-        {"max_steps": 1, "save_steps": 1, "max_length": 128, "report_to": []}), checkpoint_uri="",
-        dataset_path=str(sft_dir), model=ms, metrics=_Art(tmp_path / "y"), curves=_Art(tmp_path / "c3.html"))
+    ms, sm = _Art(tmp_path / "ms"), _Art(tmp_path / "y")
+    synthesizer_sft.python_func(preset="cpu-smoke", base_model=str(model), config_json=json.dumps(
+        {"max_steps": 1, "save_steps": 1, "max_length": 256, "report_to": []}), checkpoint_uri="",
+        dataset=_Art(sft_dir), model=ms, metrics=sm, curves=_Art(tmp_path / "c3.html"))
     saved = json.loads((Path(ms.path) / "config.json").read_text())
     assert saved["rope_parameters"]["rope_type"] == "yarn" and saved["rope_parameters"]["factor"] == 2.0
-    assert s3["steps"] == 1
+    assert sm.logged["steps"] == 1

@@ -111,7 +111,7 @@ def resume_metrics(out: Path, resume: bool) -> tuple[Path, str | None]:
     from transformers.trainer_utils import get_last_checkpoint
 
     path = Path(out) / "metrics.jsonl"
-    checkpoint = get_last_checkpoint(str(out)) if resume else None
+    checkpoint = get_last_checkpoint(str(out)) if resume and Path(out).is_dir() else None
     if checkpoint:
         truncate_metrics(path, json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
     elif path.exists():

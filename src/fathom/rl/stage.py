@@ -43,7 +43,11 @@ class SearchTrainSpec(BaseModel):
     tools_url: str | None = Field(default=None, description="Tool server; None = start the offline stack.")
     judge: str = Field(default="exact", description="Answer judge role ('exact' offline).")
     labeller: str = Field(default="heuristic", description="Step labeller role ('heuristic' offline).")
-    resume: bool = Field(default=False, description="Continue from the newest checkpoint in out_dir.")
+    resume: bool = Field(default=False, description="Continue from the newest checkpoint in out_dir (or mirrored at "
+                         "checkpoint_uri).")
+    checkpoint_uri: str | None = Field(default=None, description="Mirror every checkpoint here as it is saved "
+                                       "(s3:// or a folder) and resume from the newest complete one "
+                                       "(fathom.checkpoints).")
     allow_config_change: bool = Field(default=False, description="Resume even when the settings differ from the "
                                       "checkpoint's run (the differences are logged and recorded).")
     overrides: dict[str, Any] = Field(default_factory=dict, description="RAPOConfig field overrides.")
@@ -108,11 +112,10 @@ def load_policy(model_dir: Path, *, bf16: bool = False):
 
 def train_search(spec: SearchTrainSpec) -> dict[str, Any]:
     """Run (or resume, or skip when finished) one RAPO stage. Returns the summary written to summary.json."""
-    from transformers.trainer_utils import get_last_checkpoint
-
+    from fathom.checkpoints import mirror_callbacks, prepare_resume
     from fathom.rl.config import rapo_config
     from fathom.rl.data import load_rl_rows, offline_rows
-    from fathom.rl.metrics import MetricsFileCallback, plot_metrics, truncate_metrics
+    from fathom.rl.metrics import MetricsFileCallback, plot_metrics
     from fathom.rl.rewards import AnswerJudge
     from fathom.rl.rollout import RolloutEngine, http_tools_factory
     from fathom.rl.trainer import RAPOTrainer
@@ -130,15 +133,10 @@ def train_search(spec: SearchTrainSpec) -> dict[str, Any]:
         stage_defaults["rapo_epochs"] = 2.0 if spec.stage == 2 else 10.0
     args = rapo_config(spec.preset, str(out), **{**stage_defaults, **spec.overrides})
     model_dir = resolve_model_dir(spec.model)
-    checkpoint = get_last_checkpoint(str(out)) if spec.resume and out.exists() else None
+    metrics_path, checkpoint = prepare_resume(out, resume=spec.resume, mirror_uri=spec.checkpoint_uri)
     config_changes = _check_resume_config(out, args, checkpoint, spec.allow_config_change)
-    metrics_path = out / "metrics.jsonl"
     if checkpoint:
-        step = json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"]
-        truncate_metrics(metrics_path, step)
         log.info("resuming from %s", checkpoint)
-    elif metrics_path.exists():
-        metrics_path.unlink()
     t0 = time.time()
     model, tok = load_policy(model_dir, bf16=bool(args.bf16))
     if args.freeze_layers:
@@ -150,7 +148,8 @@ def train_search(spec: SearchTrainSpec) -> dict[str, Any]:
         try:
             trainer = RAPOTrainer(model, args, rows, engine, processing_class=tok,
                                   judge=AnswerJudge.from_role(args.judge),
-                                  callbacks=[MetricsFileCallback(metrics_path)])
+                                  callbacks=[MetricsFileCallback(metrics_path),
+                                             *mirror_callbacks(spec.checkpoint_uri)])
             trainer.train(resume_from_checkpoint=checkpoint)
         finally:
             engine.close()
@@ -178,64 +177,52 @@ def train_search(spec: SearchTrainSpec) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# KFP component bodies (the components only forward their artifacts and parameters here)
+# The pipeline step (paths and URIs only; components/train.py maps KFP artifacts onto it)
 
 
-def _materialise_model(spec: str, work: Path) -> str:
-    """`local:...` and folders pass through; an s3:// URI is downloaded next to the working folder."""
+def materialise_model(spec: str, work: Path) -> str:
+    """`local:...` and folders pass through; an s3:// URI is downloaded next to the working folder (once: a
+    retried step reuses the download)."""
     if spec.startswith("s3://"):
         from fathom import storage
 
-        return str(storage.download(spec, work / "base-model"))
+        dest = Path(str(work) + ".base-model")
+        return str(dest if dest.is_dir() else storage.download(spec, dest))
     return spec
 
 
-def export_artifacts(out: Path, summary: dict[str, Any], model, metrics, curves, checkpoint_uri: str = "") -> None:
-    """Copy the final model into the Model artifact, log scalar metrics, write the HTML page of the plots, and
-    mirror the working folder (checkpoints) to `checkpoint_uri` when given."""
-    import shutil
-
-    from fathom.rl.metrics import plots_html
-
-    shutil.copytree(out / "final", model.path, dirs_exist_ok=True)
-    model.metadata.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))})
-    for key, value in summary.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            metrics.log_metric(key, float(value))
-    for key, value in (summary.get("last") or {}).items():
-        if isinstance(value, (int, float)) and "/" not in key:
-            metrics.log_metric(f"last_{key}", float(value))
-    Path(curves.path).write_text(plots_html([Path(p) for p in summary.get("plots", [])]))
-    if checkpoint_uri:
-        from fathom import storage
-
-        storage.upload(out, checkpoint_uri)
-
-
-def run_search_component(*, stage: int, preset: str, base_model: str, tools_url: str, judge: str, labeller: str,
-                         config_json: str, checkpoint_uri: str, dataset_path: str, model, metrics, curves,
-                         launcher: str = "inprocess", launch_json: str = "", run_id: str = "") -> dict:
-    work = Path(model.path + ".work")
-    if checkpoint_uri:
-        from fathom import storage
-
-        if storage.exists(checkpoint_uri):
-            storage.download(checkpoint_uri, work)  # resume where a previous attempt stopped
-    data = Path(dataset_path)
+def search_stage(work: Path, *, stage: int, preset: str, base_model: str, data: Path, tools_url: str = "",
+                 judge: str = "", labeller: str = "", overrides: dict[str, Any] | None = None,
+                 checkpoint_uri: str = "", launch=None) -> dict[str, Any]:
+    """One RAPO stage as a pipeline step: the base policy by role, folder or s3:// URI; `data` a prompt file or a
+    folder holding `rl.jsonl`; with `checkpoint_uri`, every checkpoint is mirrored there as it is saved, a retry
+    resumes from the newest complete one, and the final model is published to `<checkpoint_uri>/final` (the
+    summary's `uri`; the model is passed on by reference, not copied). `launch`: a
+    :class:`fathom.launch.config.LaunchConfig` (None: in this process)."""
+    data = Path(data)
     data = data / "rl.jsonl" if (data / "rl.jsonl").exists() else data
-    spec = SearchTrainSpec(out_dir=work, preset=preset, stage=stage, model=_materialise_model(base_model, work),
+    spec = SearchTrainSpec(out_dir=work, preset=preset, stage=stage, model=materialise_model(base_model, work),
                            data=data, tools_url=tools_url or None, judge=judge or "exact",
-                           labeller=labeller or "heuristic", resume=work.exists() and any(work.glob("checkpoint-*")),
-                           overrides=json.loads(config_json or "{}"))
-    from fathom.launch.config import LaunchConfig
+                           labeller=labeller or "heuristic", resume=True, checkpoint_uri=checkpoint_uri or None,
+                           overrides=overrides or {})
+    return run_training("search", spec, launch, train_search, checkpoint_uri=checkpoint_uri, step=f"rapo-stage{stage}")
 
-    launch = LaunchConfig.from_parameters(launcher, launch_json).model_copy(update={"run_id": run_id} if run_id else {})
-    if launch.launcher == "inprocess":
-        summary = train_search(spec)
-    else:  # accelerate launch on the pod's GPUs, or a Kubeflow Trainer TrainJob (fathom.launch)
+
+def run_training(kind: str, spec, launch, train, *, checkpoint_uri: str, step: str) -> dict[str, Any]:
+    """Run a training spec in this process (`launch` None or `inprocess`) or through its launcher (`accelerate
+    launch` on the pod's GPUs, a Kubeflow Trainer TrainJob: :mod:`fathom.launch`); the final model is published
+    to `<checkpoint_uri>/final`, the summary's `uri` (a TrainJob's node 0 has already published the working
+    folder, final model included)."""
+    from fathom.checkpoints import publish_final
+
+    if launch is None or launch.launcher == "inprocess":
+        summary = train(spec)
+    else:
         from fathom.launch.run import run_stage
 
-        summary = run_stage("search", spec, launch, checkpoint_uri=checkpoint_uri, step=f"rapo-stage{stage}")
-    # a TrainJob's node 0 already published the working folder to checkpoint_uri
-    export_artifacts(work, summary, model, metrics, curves, "" if launch.launcher == "trainjob" else checkpoint_uri)
-    return summary
+        summary = run_stage(kind, spec, launch, checkpoint_uri=checkpoint_uri, step=step)
+    if not summary:  # not the main process
+        return summary
+    if launch is not None and launch.launcher == "trainjob":
+        return {**summary, "uri": f"{checkpoint_uri.rstrip('/')}/final"}
+    return {**summary, "uri": publish_final(Path(summary["final"]), checkpoint_uri)}

@@ -89,7 +89,11 @@ class WarmStartSpec(BaseModel):
     tools_url: str | None = Field(default=None, description="Tool server; None = start the offline stack.")
     world_seed: int = Field(default=0, description="Offline world of the training questions.")
     world_pages: int = Field(default=120, ge=10, description="Its size.")
-    resume: bool = Field(default=True, description="Continue from the newest checkpoint in out_dir.")
+    resume: bool = Field(default=True, description="Continue from the newest checkpoint in out_dir (or mirrored "
+                         "at checkpoint_uri).")
+    checkpoint_uri: str | None = Field(default=None, description="Mirror every checkpoint here as it is saved "
+                                       "(s3:// or a folder) and resume from the newest complete one "
+                                       "(fathom.checkpoints).")
     cache: bool = Field(default=True, description="Reuse a finished warm start with the same inputs (base weights, "
                         "config, world) from $FATHOM_HOME/warmstart/<fingerprint>, and store this one there.")
 
@@ -301,7 +305,8 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
-    from fathom.rl.metrics import MetricsFileCallback, plot_metrics, resume_metrics
+    from fathom.checkpoints import mirror_callbacks, prepare_resume
+    from fathom.rl.metrics import MetricsFileCallback, plot_metrics
     from fathom.rl.stage import resolve_model_dir
 
     cfg = spec.config
@@ -358,9 +363,9 @@ def train_warmstart(spec: WarmStartSpec) -> dict[str, Any]:
         weight_decay=0.0, max_grad_norm=1.0, logging_steps=1, save_strategy="steps", save_steps=10,
         save_total_limit=1, report_to=[], use_cpu=not torch.cuda.is_available(), seed=cfg.seed,
         remove_unused_columns=False, disable_tqdm=False, dataloader_num_workers=0)
-    metrics_path, checkpoint = resume_metrics(out, spec.resume)
-    trainer = _trainer_class()(model=model, args=args, train_dataset=batches,
-                      data_collator=_Collator(tok.pad_token_id), callbacks=[MetricsFileCallback(metrics_path)])
+    metrics_path, checkpoint = prepare_resume(out, resume=spec.resume, mirror_uri=spec.checkpoint_uri)
+    trainer = _trainer_class()(model=model, args=args, train_dataset=batches, data_collator=_Collator(tok.pad_token_id),
+                               callbacks=[MetricsFileCallback(metrics_path), *mirror_callbacks(spec.checkpoint_uri)])
     trainer.train(resume_from_checkpoint=checkpoint)
     final.mkdir(parents=True, exist_ok=True)
     for p in model.parameters():
@@ -401,19 +406,24 @@ def _store_in_cache(out: Path, cached: Path) -> None:
 
 
 def warmstart_stage(work: Path, *, preset: str, base_model: str, tools_url: str = "",
-                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+                    overrides: dict[str, Any] | None = None, checkpoint_uri: str = "") -> dict[str, Any]:
     """The pipeline step: preset (`cpu` | `cpu-smoke` | `gpu` = off) + overrides, the base model by role, folder
     or s3:// URI; returns the summary (its `final` is the policy folder; when disabled, `final` is None and
-    `model_uri` the base model, passed on by reference). Fails loudly when nothing was learned
+    `model_uri` the base model, passed on by reference). With `checkpoint_uri`, checkpoints are mirrored there as
+    they are saved (a retry resumes from the newest complete one) and the policy is published to
+    `<checkpoint_uri>/final`, returned as `model_uri` (passed on by reference, not copied). Fails loudly when nothing was learned
     from (no expert trajectory) — never passes an untrained model on as if it were warm-started."""
-    from fathom.rl.stage import _materialise_model
+    from fathom.checkpoints import publish_final
+    from fathom.rl.stage import materialise_model
 
     cfg = load_preset(preset).model_copy(update=overrides or {})
     if not cfg.enabled:  # RL-Zero: hand the base model on by reference (no multi-GB copy)
         return {"enabled": False, "final": None, "model_uri": base_model}
-    spec = WarmStartSpec(out_dir=work, model=_materialise_model(base_model, work), config=cfg,
-                         tools_url=tools_url or None)
+    spec = WarmStartSpec(out_dir=work, model=materialise_model(base_model, work), config=cfg,
+                         tools_url=tools_url or None, checkpoint_uri=checkpoint_uri or None)
     summary = train_warmstart(spec)
     if cfg.enabled and not summary.get("trajectories"):
         raise ConfigError(f"warm start in {work} trained on no trajectory")
+    if checkpoint_uri:
+        summary["model_uri"] = publish_final(Path(summary["final"]), checkpoint_uri)
     return summary

@@ -51,5 +51,9 @@ class SynthSFTSpec(BaseModel):
     sequence_parallel: int = Field(default=0, ge=0, description=(
         "Ulysses sequence-parallel ranks (DeepSpeed ALST; needs the step under accelerate launch with a DeepSpeed "
         "config); 0 = 4 with the gpu preset, else 1 (off)."))
-    resume: bool = Field(default=False, description="Continue from the newest checkpoint.")
+    resume: bool = Field(default=False, description="Continue from the newest checkpoint (in out_dir, or mirrored "
+                         "at checkpoint_uri).")
+    checkpoint_uri: str | None = Field(default=None, description="Mirror every checkpoint here as it is saved "
+                                       "(s3:// or a folder) and resume from the newest complete one "
+                                       "(fathom.checkpoints).")
     overrides: dict[str, Any] = Field(default_factory=dict, description="SFTConfig field overrides.")

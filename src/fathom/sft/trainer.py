@@ -120,7 +120,8 @@ def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from fathom.rl.metrics import MetricsFileCallback, plot_metrics, resume_metrics
+    from fathom.checkpoints import mirror_callbacks, prepare_resume
+    from fathom.rl.metrics import MetricsFileCallback, plot_metrics
     from fathom.rl.stage import resolve_model_dir
 
     out = Path(spec.out_dir)
@@ -151,10 +152,10 @@ def train_synthesizer(spec: SynthSFTSpec) -> dict[str, Any]:
     cfg = yarn_config(model_dir, spec.yarn_factor, runtime.yarn_original_max_pos)
     model = AutoModelForCausalLM.from_pretrained(model_dir, config=cfg, dtype=torch.bfloat16 if args.bf16
                                                  else torch.float32, **runtime.model_kwargs())
-    metrics_path, checkpoint = resume_metrics(out, spec.resume)
+    metrics_path, checkpoint = prepare_resume(out, resume=spec.resume, mirror_uri=spec.checkpoint_uri)
     t0 = time.time()
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
-                         callbacks=[MetricsFileCallback(metrics_path)])
+                         callbacks=[MetricsFileCallback(metrics_path), *mirror_callbacks(spec.checkpoint_uri)])
     trained = _trained_tokens(trainer.train_dataset)
     if trained == 0:
         raise EmptyStageError("synthesizer-sft", {**fit, "trained_tokens": 0},
@@ -187,32 +188,16 @@ def _trained_tokens(dataset) -> int | None:
     return int(sum(sum(1 for t in row if t != -100) for row in dataset["labels"]))
 
 
-def run_sft_component(*, preset: str, base_model: str, config_json: str, checkpoint_uri: str, dataset_path: str,
-                      model, metrics, curves, launcher: str = "inprocess", launch_json: str = "",
-                      run_id: str = "") -> dict:
-    """KFP body of synthesizer SFT (see components/train.py)."""
-    from fathom.rl.stage import _materialise_model, export_artifacts
+def sft_stage(work: Path, *, preset: str, base_model: str, data: Path, overrides: dict[str, Any] | None = None,
+              checkpoint_uri: str = "", launch=None) -> dict[str, Any]:
+    """Synthesizer SFT as a pipeline step (paths and URIs; see :func:`fathom.rl.stage.search_stage`): checkpoints
+    mirrored to `checkpoint_uri` as they are saved, a retry resumes, the final model published to
+    `<checkpoint_uri>/final` (the summary's `uri`)."""
+    from fathom.rl.stage import materialise_model, run_training
 
-    work = Path(model.path + ".work")
-    if checkpoint_uri:
-        from fathom import storage
-
-        if storage.exists(checkpoint_uri):
-            storage.download(checkpoint_uri, work)
-    data = Path(dataset_path)
+    data = Path(data)
     data = data / "sft.jsonl" if (data / "sft.jsonl").exists() else data
-    spec = SynthSFTSpec(out_dir=work, preset=preset, model=_materialise_model(base_model, work), data=data,
-                        resume=work.exists() and any(work.glob("checkpoint-*")),
-                        overrides=json.loads(config_json or "{}"))
-    from fathom.launch.config import LaunchConfig
-
-    launch = LaunchConfig.from_parameters(launcher, launch_json).model_copy(update={"run_id": run_id} if run_id else {})
-    if launch.launcher == "inprocess":
-        summary = train_synthesizer(spec)
-    else:  # accelerate launch on the pod's GPUs, or a Kubeflow Trainer TrainJob (fathom.launch)
-        from fathom.launch.run import run_stage
-
-        summary = run_stage("synthesizer", spec, launch, checkpoint_uri=checkpoint_uri, step="synthesizer-sft")
-    # a TrainJob's node 0 already published the working folder to checkpoint_uri
-    export_artifacts(work, summary, model, metrics, curves, "" if launch.launcher == "trainjob" else checkpoint_uri)
-    return summary
+    spec = SynthSFTSpec(out_dir=work, preset=preset, model=materialise_model(base_model, work), data=data,
+                        resume=True, checkpoint_uri=checkpoint_uri or None, overrides=overrides or {})
+    return run_training("synthesizer", spec, launch, train_synthesizer, checkpoint_uri=checkpoint_uri,
+                        step="synthesizer-sft")
