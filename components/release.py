@@ -107,12 +107,22 @@ def smoke_test(
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def teardown_release(servers_dir: str, run_id: str, ephemeral: bool, deploy_config: str) -> str:
-    """Exit handler: stop the local servers the run started; `ephemeral` also deletes the cluster release."""
+def teardown_release(servers_dir: str, run_id: str, ephemeral: bool, deploy_config: str, launcher: str = "inprocess",
+                     launch_json: str = "{}") -> str:
+    """Exit handler: stop the local servers the run started; `ephemeral` also deletes the cluster release; with
+    `launcher` trainjob, delete the Kubeflow Trainer TrainJobs the run created (label `fathom.ai/run-id`)."""
     import json
 
     from fathom.deploy.manifests import DeployConfig
     from fathom.deploy.release import servers_dir_for, teardown_stage
+    from fathom.launch.config import LaunchConfig
 
     cfg = DeployConfig.model_validate(json.loads(deploy_config or "{}"))
-    return json.dumps(teardown_stage(servers_dir_for(servers_dir, run_id), ephemeral=bool(ephemeral), cfg=cfg))
+    out = teardown_stage(servers_dir_for(servers_dir, run_id), ephemeral=bool(ephemeral), cfg=cfg)
+    launch = LaunchConfig.from_parameters(launcher, launch_json)
+    if launch.launcher == "trainjob":
+        from fathom.launch.trainjob import delete_run_trainjobs
+
+        out["trainjobs_deleted"] = delete_run_trainjobs(run_id, namespace=launch.namespace,
+                                                        config_file=launch.kubeconfig)
+    return json.dumps(out)

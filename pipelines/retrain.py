@@ -71,7 +71,10 @@ def _retrain_run(*args):
     p = dict(zip(BODY_PARAMETERS, args))
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     teardown = _cpu(teardown_release(servers_dir=p["servers_dir"], run_id=run_id, ephemeral=p["ephemeral"],
-                                     deploy_config=p["deploy_config"]), "release what the run started")
+                                     deploy_config=p["deploy_config"], launcher=p["launcher"],
+                                     launch_json=p["launch_config_json"]), "release what the run started")
+    # how the GPU training steps run: in the step, `accelerate launch` on its GPUs, or a TrainJob of N nodes
+    launch = {"launcher": p["launcher"], "launch_json": p["launch_config_json"], "run_id": run_id}
 
     with dsl.ExitHandler(teardown, name="retrain"):
         # ---- data (independent, in parallel)
@@ -91,20 +94,20 @@ def _retrain_run(*args):
                     "policy warm start", work=True)
         s1 = _gpu(rapo_stage1(preset=p["preset"], tools_url=p["tools_url"], judge=p["judge"], labeller=p["labeller"],
                               config_json=p["stage1_config_json"], checkpoint_uri=p["stage1_checkpoints"],
-                              policy=warm.outputs["model"], dataset=clean.outputs["clean"]),
+                              policy=warm.outputs["model"], dataset=clean.outputs["clean"], **launch),
                   "RAPO stage 1", work=True)
         filt = _gpu(stage2_filter(preset=p["preset"], tools_url=p["tools_url"], judge=p["judge"],
                                   limit_per_source=p["filter_limit_per_source"], policy=s1.outputs["model"],
                                   duetqa=clean.outputs["clean"]), "stage-2 filter", gpus=1, work=True)
         s2 = _gpu(rapo_stage2(preset=p["preset"], tools_url=p["tools_url"], judge=p["judge"], labeller=p["labeller"],
                               config_json=p["stage2_config_json"], checkpoint_uri=p["stage2_checkpoints"],
-                              policy=s1.outputs["model"], dataset=filt.outputs["kept"]),
+                              policy=s1.outputs["model"], dataset=filt.outputs["kept"], **launch),
                   "RAPO stage 2", work=True)
 
         # ---- synthesizer SFT (parallel to the search branch)
         sft = _gpu(synthesizer_sft(preset=p["preset"], base_model=p["synth_base_model"],
                                    config_json=p["sft_config_json"], checkpoint_uri=p["sft_checkpoints"],
-                                   dataset=corpus.outputs["dataset"]),
+                                   dataset=corpus.outputs["dataset"], **launch),
                    "synthesizer SFT", work=True)
 
         # ---- convert (uploaded to the run's models/ prefix for KServe; the artifact then carries that URI)

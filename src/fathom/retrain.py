@@ -26,7 +26,7 @@ PROFILES = ("paper", "smoke", "embedded")
 
 #: settings that are JSON configs (dicts in the profile, JSON strings for the pipeline body)
 JSON_SETTINGS = ("duetqa_config", "sft_config", "stage1_config_json", "stage2_config_json", "sft_config_json",
-                 "eval_config_json", "deploy_config")
+                 "eval_config_json", "deploy_config", "launch_config_json")
 #: roles a profile may require in the form
 ROLES = ("judge", "labeller", "query_llm", "teacher", "solvers")
 #: role values that are deterministic stand-ins, not models
@@ -173,6 +173,7 @@ BODY_TYPES: dict[str, type] = {
     "eval_config_json": str, "eval_limit": int, "baseline_policy": str, "baseline_uri": str, "gate_require": str,
     "gate_min_delta": float, "gate_max_drop": float, "cluster": bool, "servers_dir": str, "ready_timeout_s": float,
     "expect": str, "smoke_agent": bool, "rollback": bool, "ephemeral": bool,
+    "launcher": str, "launch_config_json": str,
     # run layout
     "run_uri": str, "warmstart_checkpoints": str, "stage1_checkpoints": str, "stage2_checkpoints": str,
     "sft_checkpoints": str, "policy_uri": str, "synth_uri": str, "deploy_config": str, "baseline_parent": str,

@@ -28,3 +28,27 @@ def test_release_trainjobs_is_a_no_op_without_trainjobs():
 
     assert release_trainjobs.python_func(launcher="inprocess", launch_json="{}", run_id="r") == ""
     assert release_trainjobs.python_func(launcher="accelerate", launch_json="{}", run_id="r") == ""
+
+
+def test_retrain_wires_the_launcher_into_its_training_steps_and_teardown(tmp_path):
+    """The weekly retrain chooses its launcher from its profile (`paper`: accelerate on the pod's GPUs; a config URI
+    can ask for a TrainJob of N nodes): the three GPU training steps and the exit handler's teardown get it."""
+    from kfp import compiler
+
+    from fathom.retrain import body_arguments, resolve
+    from pipelines.retrain import PIPELINE
+
+    assert body_arguments(resolve({"profile": "paper"}), "r")["launcher"] == "accelerate"
+    assert body_arguments(resolve({"profile": "embedded"}), "r")["launcher"] == "inprocess"
+    path = tmp_path / "retrain.yaml"
+    compiler.Compiler().compile(PIPELINE, str(path))
+    ir = next(yaml.safe_load_all(path.read_text()))
+    body = next(c for name, c in ir["components"].items() if name.startswith("comp-fathom-retrain-run"))
+    tasks = body["dag"]["tasks"]
+    teardown = next(t for name, t in tasks.items() if name.startswith("teardown-release"))
+    assert teardown["inputs"]["parameters"]["launcher"] == {"componentInputParameter": "launcher"}
+    inner = next(c for name, c in ir["components"].items() if name.startswith("comp-exit-handler"))["dag"]["tasks"]
+    for step in ("rapo-stage1", "rapo-stage2", "synthesizer-sft"):
+        params = inner[step]["inputs"]["parameters"]
+        assert params["launcher"] == {"componentInputParameter": "pipelinechannel--launcher"}
+        assert params["launch_json"] == {"componentInputParameter": "pipelinechannel--launch_config_json"}

@@ -128,6 +128,7 @@ def _rows(work: Path) -> dict[int, dict]:
     return {r["step"]: r for r in rows if "loss" in r}
 
 
+@pytest.mark.slow  # trains in subprocesses (a kill, a resume, an uninterrupted reference)
 def test_killed_training_resumes_from_the_mirror_with_the_same_next_batch(s3, tmp_path, embedded_model_dir,
                                                                           monkeypatch):
     from fathom.rl.data import write_jsonl
@@ -238,6 +239,7 @@ def _batches(path: Path) -> dict[int, list[str]]:
     return {step: pids for step, pids in (json.loads(r) for r in path.read_text().splitlines())}
 
 
+@pytest.mark.slow
 def test_killed_rapo_training_resumes_with_the_same_next_prompts(s3, tmp_path, embedded_model_dir):
     """RAPO (schedule, pruned set and replay buffer in rapo_state.json) through the same callback and helper: the
     rerun after a kill at checkpoint N draws the prompts the uninterrupted run drew at N+1."""
