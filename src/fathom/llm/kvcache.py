@@ -146,8 +146,9 @@ class PrefixCacheGenerator:
 
 def release_freed_memory() -> None:
     """Hand freed heap pages back to the OS (glibc ``malloc_trim``). A decode loop allocates and frees key/value
-    tensors of ever-changing sizes, which fragments the heap: with it untrimmed, a CPU RAPO step reached 14 GB of RSS
-    and the kernel's OOM killer ended it (with the trim, the same step was at 7.5 GB midway and finished). No-op without glibc."""
+    tensors of ever-changing sizes, which fragments the heap: with it untrimmed, a CPU RAPO step reached 14 GB of
+    RSS and the kernel's OOM killer ended it (with the trim, the same step was at 7.5 GB midway and finished).
+    No-op without glibc."""
     import ctypes
 
     global _LIBC
