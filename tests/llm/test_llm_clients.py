@@ -188,7 +188,8 @@ async def test_a_server_that_refuses_repetition_penalty_gets_requests_without_it
         extra = set(body) - {"model", "prompt", "max_tokens", "temperature", "top_p", "stop", "seed"}
         if extra:
             return JSONResponse({"detail": f"Unexpected fields in the request: {extra}"}, status_code=422)
-        return {"choices": [{"text": "ok", "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+        return {"choices": [{"text": "ok", "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
 
     with serve_in_thread(app) as url:
         async with OpenAIClient(_role(url, max_retries=0)) as client:
