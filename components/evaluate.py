@@ -30,12 +30,11 @@ def evaluate_benchmark(
     `limit` <= 0 evaluates every example. With `candidate` (a Model artifact: its folder or object-store URI) the
     policy role is that model: served by vLLM in bf16 inside the step when it has a GPU, else in-process
     (`local:<folder>`)."""
+    import contextlib
     import json
     from pathlib import Path
 
     from fathom.evaluate.stages import copy_reports, evaluate_stage, headline
-
-    import contextlib
 
     config, policy = config_json, contextlib.nullcontext()
     if candidate is not None:
