@@ -25,3 +25,25 @@ def embedded_client(embedded_model_dir):
     from fathom.llm.local import LocalClient
 
     return LocalClient(embedded_model_dir, name="local:smollm2")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto) on loopback, one per test session: its URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def s3_env(s3_server, monkeypatch) -> dict[str, str]:
+    """The object-store settings of `fathom.storage` pointed at the session's moto server (set in the environment)."""
+    env = {"FATHOM_S3_ENDPOINT": s3_server, "FATHOM_S3_ACCESS_KEY": "testing", "FATHOM_S3_SECRET_KEY": "testing",
+           "FATHOM_S3_REGION": "us-east-1", "FATHOM_S3_RETRIES": "1"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env

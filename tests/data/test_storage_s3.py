@@ -10,24 +10,8 @@ from fathom import storage
 from fathom.storage import MANIFEST, StorageError, StorageSettings
 
 
-@pytest.fixture(scope="session")
-def s3_server():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture()
-def s3(s3_server, monkeypatch):
-    monkeypatch.setenv("FATHOM_S3_ENDPOINT", s3_server)
-    monkeypatch.setenv("FATHOM_S3_ACCESS_KEY", "testing")
-    monkeypatch.setenv("FATHOM_S3_SECRET_KEY", "testing")
-    monkeypatch.setenv("FATHOM_S3_REGION", "us-east-1")
-    monkeypatch.setenv("FATHOM_S3_RETRIES", "1")
+def s3(s3_env):
     return StorageSettings()
 
 

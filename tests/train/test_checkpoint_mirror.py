@@ -22,24 +22,9 @@ from fathom.checkpoints import MirrorCheckpoints, mirrored_checkpoints, prepare_
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture()
-def s3(s3_server, monkeypatch):
-    env = {"FATHOM_S3_ENDPOINT": s3_server, "FATHOM_S3_ACCESS_KEY": "testing", "FATHOM_S3_SECRET_KEY": "testing",
-           "FATHOM_S3_REGION": "us-east-1", "FATHOM_S3_RETRIES": "1"}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    return env
+def s3(s3_env):
+    return s3_env
 
 
 def _fake_checkpoint(out: Path, step: int, metrics_rows: int | None = None) -> Path:
