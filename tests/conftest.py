@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import builtins
 import os
+import warnings
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+_PRINT = builtins.print
+
+
+@pytest.fixture(autouse=True)
+def _print_is_restored():
+    """`kfp.local` indents task output by swapping `builtins.print` while a task runs; once, in CI, a swapped
+    `print` outlived its run and indented a later test's output. Each test starts with the real `print`; a test
+    that leaves a swapped one is named in a warning."""
+    builtins.print = _PRINT
+    yield
+    if builtins.print is not _PRINT:
+        builtins.print = _PRINT
+        warnings.warn("the test left builtins.print patched (an unfinished kfp.local task?)", stacklevel=1)
 
 
 @pytest.fixture(scope="session")

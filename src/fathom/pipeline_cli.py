@@ -163,7 +163,13 @@ def run_local(name: str, args: dict[str, Any] | None = None, root: Path | None =
     if not is_prepared():
         prepare_embedded()  # once, here, rather than racing inside parallel tasks
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    return mod.PIPELINE(**arguments)
+    import builtins
+
+    real_print = builtins.print  # kfp.local swaps it to indent task output; never leave it swapped
+    try:
+        return mod.PIPELINE(**arguments)
+    finally:
+        builtins.print = real_print
 
 
 def make_kfp_client(host: str, *, namespace: str | None = None, verify_ssl: bool | None = None):
