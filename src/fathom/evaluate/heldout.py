@@ -14,7 +14,7 @@ HELD_OUT_WORLD_SEED = 1000
 def heldout_eval_config(n: int, *, policy: str = "local:smollm2") -> dict:
     """EvalConfig fields (without `datasets`/`out`) of the held-out offline-web evaluation of `n` questions."""
     return {"offline_n": n, "limit": n, "web_seed": HELD_OUT_WORLD_SEED, "offline_hops": [1, 2, 3],
-            "query_llm": "none", "concurrency": 8,
+            "query_llm": "none", "concurrency": 16,
             "agent": {"policy": policy, "max_turns": 8, "max_tokens_per_turn": 128, "max_total_tokens": 4096,
                       "temperature": 0.0, "max_result_chars": EMBEDDED_RESULT_CHARS}}
 

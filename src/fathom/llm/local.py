@@ -131,7 +131,7 @@ class _Batcher:
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         # the weights of a local model never change while it serves: caches stay valid (agent transcripts grow
         # turn by turn and share the system prompt, so most of a prefill is reused)
-        self.cache = PrefixCacheGenerator(model, pad_id=pad_id, max_entries=16)
+        self.cache = PrefixCacheGenerator(model, pad_id=pad_id, max_entries=max(16, 2 * max_batch))
         self._thread = threading.Thread(target=self._run, name="local-llm-batcher", daemon=True)
         self._thread.start()
 
