@@ -14,6 +14,7 @@ an expired, unreadable or malformed entry is a miss. Permanent failures (404, no
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -29,11 +30,13 @@ from urllib.parse import urlsplit, urlunsplit
 FORMAT_VERSION = 1
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and on the path of every cached call (as are the next ones)
 def canonical_query(query: str) -> str:
     """Unicode-normalised, case-folded, whitespace-collapsed query."""
     return " ".join(unicodedata.normalize("NFKC", query).casefold().split())
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical_url(url: str) -> str:
     """Lower-case scheme and host, drop default ports, the fragment and an empty path's difference ('' == '/')."""
     parts = urlsplit(url.strip())
@@ -48,8 +51,22 @@ def canonical_url(url: str) -> str:
 
 
 def key_hash(key: Any) -> str:
+    if isinstance(key, dict):  # the keys below: flat dicts of str/int values, memoised by value and type
+        try:
+            return _flat_key_hash(tuple(sorted((k, type(v), v) for k, v in key.items())))
+        except TypeError:  # an unhashable (nested) value or a non-str key
+            pass
+    return _key_hash(key)
+
+
+def _key_hash(key: Any) -> str:
     blob = json.dumps(key, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1024)
+def _flat_key_hash(items: tuple) -> str:
+    return _key_hash({k: v for k, _, v in items})
 
 
 def search_key(provider: str, query: str, top_k: int, gl: str | None, hl: str | None) -> dict:
@@ -61,9 +78,17 @@ def page_key(url: str, fetcher: str) -> dict:
 
 
 def extraction_key(url: str, goal: str, model: str, prompt_version: str) -> dict:
-    return {"url_hash": hashlib.sha256(canonical_url(url).encode()).hexdigest(),
-            "goal": " ".join(unicodedata.normalize("NFKC", goal).split()),
-            "model": model, "prompt_version": prompt_version}
+    return {"url_hash": _url_hash(url), "goal": _canonical_goal(goal), "model": model, "prompt_version": prompt_version}
+
+
+@functools.lru_cache(maxsize=1024)
+def _url_hash(url: str) -> str:
+    return hashlib.sha256(canonical_url(url).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical_goal(goal: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", goal).split())
 
 
 @dataclass

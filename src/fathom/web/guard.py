@@ -16,6 +16,7 @@ Hosts in ``allow_hosts`` (exact, ``*.suffix`` or a CIDR block) skip step 2's add
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -112,6 +113,15 @@ def split_url(url: str) -> SplitResult:
     return parts
 
 
+@functools.lru_cache(maxsize=1024)
+def _scheme_host_port(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL that passes :func:`split_url` (memoised: pure, and on every tool call's path;
+    a URL that raises is not remembered)."""
+    parts = split_url(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower().rstrip("."), parts.port or (443 if scheme == "https" else 80)
+
+
 async def system_resolver(host: str, port: int) -> list[str]:
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -145,10 +155,7 @@ class UrlGuard:
 
     async def check(self, url: str) -> Target:
         """Validate `url`; raise ToolError(invalid_url|blocked_url|fetch_failed) or return where to connect."""
-        parts = split_url(url)
-        scheme = parts.scheme.lower()
-        host = (parts.hostname or "").lower().rstrip(".")
-        port = parts.port or (443 if scheme == "https" else 80)
+        scheme, host, port = _scheme_host_port(url)
         if host in self.overrides:
             addr, oport = self.overrides[host]
             return Target(url, scheme, host, port, addr, oport, "override")

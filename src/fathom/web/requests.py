@@ -7,6 +7,8 @@
   from the ``Content-Length`` header or while streaming) and refuses, with 422, a body that is not UTF-8 JSON, nests
   too deeply, holds an integer too long to convert, ``NaN``/``Infinity``, or a string with a lone surrogate; it
   then replays the body to the app, so every handler sees only well-formed JSON.
+* :class:`FastRoutes` (inside RequestGuard) answers a well-formed call of a JSON tool endpoint without FastAPI's
+  per-request machinery, with the same bytes; whatever does not validate goes on to FastAPI unchanged.
 * :func:`install_error_handlers` adds one handler per error family (request validation, pydantic validation raised
   inside a handler, HTTP errors, anything else) that renders the body above; the validation detail never echoes the
   offending input (it may be ``NaN`` or megabytes long).
@@ -65,16 +67,19 @@ def _message(detail: list[dict[str, Any]]) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
+def validation_error_response(exc: RequestValidationError | ValidationError) -> JSONResponse:
+    detail = _safe_detail(exc.errors())
+    return error_response(422, "bad_request", _message(detail), detail)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = _safe_detail(exc.errors())
-        return error_response(422, "bad_request", _message(detail), detail)
+        return validation_error_response(exc)
 
     @app.exception_handler(ValidationError)
     async def _validation(_req: Request, exc: ValidationError) -> JSONResponse:
-        detail = _safe_detail(exc.errors())
-        return error_response(422, "bad_request", _message(detail), detail)
+        return validation_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -114,9 +119,9 @@ def _check_strings(obj: Any) -> None:
             stack.extend(x)
 
 
-def check_json_body(body: bytes) -> None:
-    """Raise :class:`_Refused` unless ``body`` is UTF-8 JSON without NaN/Infinity, excessive nesting, oversized
-    integers or lone surrogates."""
+def check_json_body(body: bytes) -> Any:
+    """The decoded JSON value of ``body``; raise :class:`_Refused` unless it is UTF-8 JSON without NaN/Infinity,
+    excessive nesting, oversized integers or lone surrogates."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -134,10 +139,16 @@ def check_json_body(body: bytes) -> None:
         raise _Refused(422, "bad_request", f"the JSON body holds a value that cannot be read "
                        f"({str(exc)[:100]})") from None
     _check_strings(value)
+    return value
+
+
+#: Scope key under which :class:`RequestGuard` leaves the decoded JSON body for the app (``FastRoutes``).
+JSON_BODY = "fathom.json_body"
 
 
 class RequestGuard:
-    """ASGI middleware: body size limit (413) and JSON well-formedness (422) before the app sees a request."""
+    """ASGI middleware: body size limit (413) and JSON well-formedness (422) before the app sees a request. The
+    decoded body is left in ``scope[JSON_BODY]`` (the app need not decode it again)."""
 
     def __init__(self, app, max_body_bytes: int = 1_000_000):
         self.app = app
@@ -172,7 +183,7 @@ class RequestGuard:
                 more = message.get("more_body", False)
             body = b"".join(chunks)
             if body:  # every body of this API is JSON, whatever the content type claims
-                check_json_body(body)
+                scope[JSON_BODY] = check_json_body(body)
         except _Refused as exc:
             await error_response(exc.status, exc.code, exc.message)(scope, receive, send)
             return
@@ -186,3 +197,53 @@ class RequestGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+_JSON_HEADERS = (b"content-type", b"application/json")
+
+
+def _json_or_no_content_type(scope) -> bool:
+    for k, v in scope.get("headers", ()):
+        if k.lower() == b"content-type":
+            return v.split(b";", 1)[0].strip().lower() == b"application/json"
+    return True
+
+
+class FastRoutes:
+    """ASGI middleware (inside :class:`RequestGuard`): the common case of the JSON tool endpoints without FastAPI's
+    per-request machinery (routing, dependency solving, response-model validation, jsonable encoding).
+
+    ``routes`` maps a POST path to (request model, async handler returning a pydantic model). A request whose JSON
+    body (decoded by RequestGuard), content type (JSON or none) and fields validate is answered here: the handler's
+    model serialized by pydantic in one call, the same bytes FastAPI would send. Anything else (a body that does not
+    validate, another content type, another path or method) goes on to the app unchanged, so errors keep FastAPI's
+    rendering and the OpenAPI schema still describes these routes."""
+
+    def __init__(self, app, routes: dict[str, tuple[type[BaseModel], Any]]):
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope, receive, send):
+        route = self.routes.get(scope.get("path")) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if route is None or JSON_BODY not in scope or not _json_or_no_content_type(scope):
+            await self.app(scope, receive, send)
+            return
+        model, handler = route
+        try:
+            req = model.model_validate(scope[JSON_BODY])
+        except ValidationError:
+            await self.app(scope, receive, send)  # FastAPI renders the 422, as for any other malformed request
+            return
+        try:
+            resp = await handler(req)
+            body = resp.__pydantic_serializer__.to_json(resp)
+        except ValidationError as exc:  # as the app's exception handlers would answer
+            await validation_error_response(exc)(scope, receive, send)
+            return
+        except Exception as exc:  # noqa: BLE001
+            log.exception("unhandled error")
+            await error_response(500, "internal", f"{type(exc).__name__}")(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode()), _JSON_HEADERS]})
+        await send({"type": "http.response.body", "body": body})

@@ -5,7 +5,8 @@
     GET  /healthz, /metrics
 
 `ToolService` is the HTTP-free core (tests and in-process callers can use it directly); `create_app` wraps it in
-FastAPI; `serve_in_thread` runs the app under a real uvicorn server on loopback.
+FastAPI (a well-formed tool call is answered by `fathom.web.requests.FastRoutes` before FastAPI's routing: the same
+bytes at a fraction of the CPU); `serve_in_thread` runs the app under a real uvicorn server on loopback.
 
 Limits: every tool call has a hard deadline (``request_timeout_s``, enforced with ``asyncio.timeout``, so the work is
 cancelled, not abandoned); real work (fetch, search backend, reading) runs under one server-wide semaphore of
@@ -48,7 +49,7 @@ from fathom.web.fetch import (
 )
 from fathom.web.guard import UrlGuard
 from fathom.web.reader import PROMPT_VERSION, PageReader, Reading
-from fathom.web.requests import ErrorBody, RequestGuard, install_error_handlers
+from fathom.web.requests import ErrorBody, FastRoutes, RequestGuard, install_error_handlers
 from fathom.web.schemas import (
     ExecuteRequest,
     ExecuteResponse,
@@ -69,19 +70,34 @@ _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("fathom
 NEGATIVE_CODES = (PERMANENT_CODES | {"http_status"}) - {"invalid_url", "blocked_url"}
 
 
+class _Children:
+    """A labelled metric whose children are looked up once per label values: prometheus_client's ``labels()``
+    validates and takes a lock on every call, which the cached-call hot path pays three times per request."""
+
+    def __init__(self, metric) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def labels(self, *values: str):
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
+
 class Metrics:
     """Prometheus metrics in a registry of their own (several apps can live in one process, e.g. in tests)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("fathom_tools_requests_total", "Tool calls by endpoint and outcome (ok or error code).",
-                                ["endpoint", "outcome"], registry=r)
-        self.latency = Histogram("fathom_tools_request_seconds", "Tool call latency by endpoint.", ["endpoint"],
-                                 buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-                                 registry=r)
-        self.cache = Counter("fathom_tools_cache_total", "Cache lookups by kind and result (hit, negative, miss).",
-                             ["kind", "result"], registry=r)
+        self.requests = _Children(Counter("fathom_tools_requests_total", "Tool calls by endpoint and outcome (ok or "
+                                          "error code).", ["endpoint", "outcome"], registry=r))
+        self.latency = _Children(Histogram("fathom_tools_request_seconds", "Tool call latency by endpoint.",
+                                           ["endpoint"], buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+                                                                  10, 30, 60, 120), registry=r))
+        self.cache = _Children(Counter("fathom_tools_cache_total", "Cache lookups by kind and result (hit, negative, "
+                                       "miss).", ["kind", "result"], registry=r))
         self.fetch_errors = Counter("fathom_tools_fetch_errors_total", "Page fetch failures by error code.", ["code"],
                                     registry=r)
         self.readings = Counter("fathom_tools_readings_total", "Page readings by extraction mode (llm, fallback).",
@@ -389,6 +405,12 @@ def create_app(settings: ToolServerSettings | None = None, *, service: ToolServi
     app = FastAPI(title="fathom tool server", version="1", lifespan=lifespan)
     app.state.service = svc
     app.state.startup_error = None
+    # the tool calls' hot path (FastRoutes, inside RequestGuard: the last added middleware is the outermost); the
+    # FastAPI routes below answer whatever it passes on and define the OpenAPI schema
+    app.add_middleware(FastRoutes, routes={"/v1/search": (SearchRequest, svc.search),
+                                           "/v1/query_url": (QueryUrlRequest, svc.query_url),
+                                           "/v1/visit": (VisitRequest, svc.visit),
+                                           "/execute": (ExecuteRequest, svc.execute)})
     app.add_middleware(RequestGuard, max_body_bytes=svc.settings.max_body_bytes)
     install_error_handlers(app)
     errors: dict[int | str, dict[str, Any]] = {
