@@ -18,10 +18,15 @@ threads of this process, robust to other jobs on the machine) after the first (w
 from the trainer's metrics, curriculum and replay objects, that replay inserted, Eq. 6 scaled (> 1) and Eq. 5
 pruned in every RAPO run (and that none of them acted in GRPO), and exits 1 otherwise.
 
+The runs go through ``_harness`` (interleaved rounds, the order flipping every round; medians with min–max; load
+average before and after). The headline is the per-round ratio RAPO / GRPO CPU seconds per step.
+``--inject-slowdown F`` makes the RAPO arm's trainer step (``training_step``: rollouts, scoring, RAPO's parts,
+forward and backward) do F times its CPU work, so the ratio must rise.
+
 ``--model embedded`` adds the old throughput section: rollout tokens/s and training tokens/s of the embedded
 SmolLM2 on CPU with real sampling (one GRPO run).
 
-    python benchmarks/bench_rapo.py [--quick] [--runs N] [--steps N] [--model tiny|embedded]
+    python benchmarks/bench_rapo.py [--quick] [--rounds N] [--steps N] [--inject-slowdown F] [--model tiny|embedded]
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import _harness as H  # noqa: E402
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -138,7 +145,8 @@ def _scripted_engine_cls():
 # One timed run
 
 
-def _one_run(model_dir: Path, template: Path, out: Path, steps: int, rapo: bool, group_size: int = G) -> dict[str, Any]:
+def _one_run(model_dir: Path, template: Path, out: Path, steps: int, rapo: bool, group_size: int = G,
+             slowdown: float = 1.0) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
@@ -179,6 +187,8 @@ def _one_run(model_dir: Path, template: Path, out: Path, steps: int, rapo: bool,
 
     trainer = RAPOTrainer(model, args, rows, engine, processing_class=tok)
     trainer.add_callback(Clock(trainer))
+    if slowdown != 1:  # the sensitivity control: this run's trainer step does `slowdown` times its CPU work
+        trainer.training_step = H.slow_down(trainer.training_step, slowdown)
     try:
         trainer.train()
     finally:
@@ -212,8 +222,9 @@ def rapo_checks(rapo_runs: list[dict], grpo_runs: list[dict]) -> dict[str, bool]
 
 
 def bench_core(*, runs: int = 3, steps: int = 4, group_size: int = G, workdir: Path | None = None,
-               torch_threads: int = 1, log=print) -> dict[str, Any]:
-    """Interleaved GRPO/RAPO runs on the tiny model; returns per-run records, the ratios and the checks."""
+               torch_threads: int = 1, slowdown: float = 1.0, log=print) -> dict[str, Any]:
+    """Interleaved GRPO/RAPO runs on the tiny model (the order flips every round); returns per-run records, the
+    per-round ratios and the checks. `slowdown` applies to the RAPO arm only (the sensitivity control)."""
     import torch
 
     from fathom.llm.embedded import prepare_embedded
@@ -227,21 +238,28 @@ def bench_core(*, runs: int = 3, steps: int = 4, group_size: int = G, workdir: P
         model_dir = kit.tiny_model_dir(root, prepare_embedded())
         template = root / "bench_template.txt"
         template.write_text(BENCH_TEMPLATE)
-        res: dict[str, list[dict]] = {"grpo": [], "rapo": []}
-        for i in range(runs):
-            for arm in ("grpo", "rapo"):
+        done = {"grpo": 0, "rapo": 0}
+
+        def arm(name: str):
+            def run() -> dict:
+                i = done[name]
+                done[name] += 1
                 t0 = time.perf_counter()
-                rec = _one_run(model_dir, template, root / f"{arm}{i}", steps, arm == "rapo", group_size)
-                res[arm].append(rec)
-                log(f"  run {i + 1}/{runs} {arm}: {rec['cpu_per_step']:.3f} CPU-s/step "
+                rec = _one_run(model_dir, template, root / f"{name}{i}", steps, name == "rapo", group_size,
+                               slowdown if name == "rapo" else 1.0)
+                log(f"  run {i + 1}/{runs} {name}: {rec['cpu_per_step']:.3f} CPU-s/step "
                     f"(steps {' '.join(f'{t:.2f}' for t in rec['cpu'])}; wall {time.perf_counter() - t0:.1f} s)")
-    ratios = [r["cpu_per_step"] / g["cpu_per_step"] for r, g in zip(res["rapo"], res["grpo"])]
+                return rec
+            return run
+
+        res = H.interleaved([("grpo", arm("grpo")), ("rapo", arm("rapo"))], runs, log=False)
+    ratios = H.ratios(res["rapo"], res["grpo"], "cpu_per_step")
     return {"grpo": res["grpo"], "rapo": res["rapo"], "ratios": ratios,
             "checks": rapo_checks(res["rapo"], res["grpo"]), "steps": steps, "runs": runs, "G": group_size}
 
 
 def _summary(xs: list[float]) -> str:
-    return f"median {statistics.median(xs):.3f}  [min {min(xs):.3f} – max {max(xs):.3f}]  (n={len(xs)})"
+    return f"median {H.spread(xs).fmt(3)}  (n={len(xs)})"
 
 
 def report(result: dict[str, Any], log=print) -> bool:
@@ -331,27 +349,27 @@ def embedded_throughput(steps: int, log=print) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="3 runs per arm x 4 steps (~2 min on 2 busy cores)")
-    p.add_argument("--runs", type=int, default=None, help="runs per arm (default 5, --quick 3)")
+    H.add_common_args(p, rounds=5, quick_rounds=3)
+    p.add_argument("--runs", type=int, default=None, help="alias of --rounds (runs per arm)")
     p.add_argument("--steps", type=int, default=None, help="steps per run (default 6, --quick 4; ≥ 3)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--model", choices=["tiny", "embedded"], default="tiny",
                    help="embedded: also measure the embedded model's rollout/training tokens/s")
     a = p.parse_args()
-    runs = a.runs or (3 if a.quick else 5)
+    a.rounds = a.rounds or a.runs
+    runs = H.rounds_of(a)
     steps = a.steps or (4 if a.quick else 6)
-    load0 = os.getloadavg()
     t0 = time.perf_counter()
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in load0)} ({os.cpu_count()} CPUs)")
-    result = bench_core(runs=runs, steps=steps, torch_threads=a.threads)
+    H.banner(f"RAPO vs plain GRPO CPU seconds per step, tiny model, {steps} steps per run", a)
+    result = bench_core(runs=runs, steps=steps, torch_threads=a.threads, slowdown=a.inject_slowdown)
     ok = report(result)
     if a.model == "embedded":
         embedded_throughput(3 if a.quick else 5)
-    load1 = os.getloadavg()
-    print(f"load average after:  {' '.join(f'{x:.2f}' for x in load1)}; wall {time.perf_counter() - t0:.0f} s")
+    print(f"wall {time.perf_counter() - t0:.0f} s")
     if not ok:
         print("FAILED: a RAPO part did not act, so the timing does not measure RAPO", file=sys.stderr)
         sys.exit(1)
+    H.headline("RAPO / plain GRPO CPU seconds per step", result["ratios"], "lower")
 
 
 if __name__ == "__main__":

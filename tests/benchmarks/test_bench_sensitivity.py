@@ -46,3 +46,18 @@ def test_eval_sees_slowdown():
 def test_local_batching_sees_slowdown(embedded_model_dir):
     assert_sees_slowdown("bench_local_batching.py", "--quick", "--requests", "2", "--new-tokens", "4",
                          "--batched-only")
+
+
+@pytest.mark.slow
+def test_rapo_sees_slowdown():  # ~2 min per run: 3 rounds x (GRPO, RAPO) x 3 steps on the tiny model
+    assert_sees_slowdown("bench_rapo.py", "--quick", "--steps", "3")
+
+
+@pytest.mark.slow
+def test_distributed_sees_slowdown():  # torchrun + gloo on CPU, 3 rounds x (1, 2 workers)
+    assert_sees_slowdown("bench_distributed.py", "--quick", "--steps", "3")
+
+
+@pytest.mark.slow
+def test_learning_sees_slowdown(tmp_path, embedded_model_dir):  # a tiny random policy, 3 questions x 3 rounds
+    assert_sees_slowdown("bench_learning.py", "--quick", "--n", "3", "--work", str(tmp_path / "work"))

@@ -7,7 +7,8 @@ The rollouts are scripted, so every world size sees the same global batch: `--pr
 first generation of each group answers right, the others wrong (reward spread in every group). Each rank generates
 and scores its slice (RAPOTrainer's own split), TRL computes the loss, DDP averages the gradients, AdamW steps.
 Replay is off (its draws are per rank by design); pruning acts only at an epoch end. Rank 0 writes
-``OUT/result.json`` (world size, global batch, loss per step, seconds per step, rollouts per step) and
+``OUT/result.json`` (world size, global batch, loss per step, wall and CPU seconds per step of rank 0, rollouts per
+step) and
 ``OUT/weights.pt`` (the updated parameters).
 """
 
@@ -81,13 +82,15 @@ def main(argv: list[str] | None = None) -> None:
     trainer = RAPOTrainer(model, args, rows, engine, processing_class=tok)
     trainer.rollout_func = rollout_func
     times: list[float] = []
+    cpu_times: list[float] = []
 
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
-            self.t0 = time.perf_counter()
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kw):
             times.append(time.perf_counter() - self.t0)
+            cpu_times.append(time.process_time() - self.c0)
 
     trainer.add_callback(Clock())
     try:
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         (out / "result.json").write_text(json.dumps({
             "world_size": trainer.accelerator.num_processes, "batch": trainer.last_batch_pids,
             "steps": trainer.state.global_step, "losses": losses, "step_seconds": times,
+            "step_cpu_seconds": cpu_times,
             "rollouts_per_step": rollouts, "lr": a.lr}))
     trainer.accelerator.wait_for_everyone()
     if torch.distributed.is_initialized():
@@ -111,9 +115,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_world(nproc: int, *, model: str | Path, out: str | Path, template: str | Path = "fathom", steps: int = 1,
-              prompts: int = 4, generations: int = 2, lr: float = 1e-4, timeout_s: float = 600.0) -> dict:
+              prompts: int = 4, generations: int = 2, lr: float = 1e-4, timeout_s: float = 600.0,
+              module: str = "fathom.rl.dist_check") -> dict:
     """Run :func:`main` under `torchrun --standalone --nproc_per_node nproc` on CPU (gloo); returns result.json.
-    A hung run is killed with its workers (its process group) and reported with its stderr."""
+    A hung run is killed with its workers (its process group) and reported with its stderr. `module` is the
+    worker's entry point (a module on PYTHONPATH that ends in :func:`main`, e.g. a benchmark's wrapper)."""
     import signal
     import subprocess
     import sys
@@ -123,7 +129,7 @@ def run_world(nproc: int, *, model: str | Path, out: str | Path, template: str |
            "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TRL_EXPERIMENTAL_SILENCE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "fathom.rl.dist_check", "--model", str(model), "--out", str(out), "--template", str(template),
+           "-m", module, "--model", str(model), "--out", str(out), "--template", str(template),
            "--steps", str(steps), "--prompts", str(prompts), "--generations", str(generations), "--lr", str(lr)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
