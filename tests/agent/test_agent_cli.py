@@ -1,4 +1,4 @@
-"""`fathom research` end to end on the embedded model (slow)."""
+"""`fathom research` end to end: on the embedded model (slow), and on stub model and tool servers (what it prints)."""
 
 from __future__ import annotations
 
@@ -50,3 +50,21 @@ def test_research_cli_rejects_bad_preset():
 
     result = CliRunner().invoke(app, ["research", "Q", "--preset", "nope", "--tools", "http://127.0.0.1:9"])
     assert result.exit_code != 0 and "preset" in result.output
+
+
+def test_research_cli_prints_the_answer_and_then_the_report():
+    """A user who asks for a report still sees the agent's answer (first), then the report."""
+    from fathom.agent.testing import stub_model_app
+    from fathom.cli import app
+
+    report = "Report body [1](http://atlas.fathom.test/wiki/Stub)."
+    with (serve_app(stub_tools_app()) as tools, serve_app(stub_model_app()) as policy,
+          serve_app(stub_model_app(tool_turn=report, answer_turn=report)) as synth):
+        result = CliRunner().invoke(app, ["research", "What is the answer?", "--tools", tools, "--policy",
+                                          f"{policy}/v1#stub", "--deepresearch", "--synthesizer", f"{synth}/v1#stub",
+                                          "--synth-max-tokens", "64"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "answer" in out and "42" in out and "Report body" in out
+    assert out.index("42") < out.index("Report body")
+    assert "report:" in result.stderr and "cited URL" in result.stderr

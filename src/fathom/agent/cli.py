@@ -211,17 +211,17 @@ def register(app: typer.Typer) -> None:
         if as_json:
             sys.stdout.write(json.dumps(payload if report else payload["trajectory"], ensure_ascii=False,
                                         indent=2) + "\n")
-        elif report is not None:
-            out.print(Markdown(report.report or "_(the synthesizer wrote no report)_"))
-            err.print(f"[dim]report: {report.word_count} words, {len(report.cited_urls)} cited URL(s), unsupported "
-                      f"citation rate {report.unsupported_rate:.0%}, missing sections: "
-                      f"{', '.join(report.missing_sections) or 'none'}[/dim]")
         else:
             if traj.answer is not None:
                 out.print(Panel(traj.answer, title="answer", expand=False))
             else:
                 out.print(Panel(traj.final_text or "(no answer)", title=f"no boxed answer ({traj.status})",
                                 expand=False))
+            if report is not None:
+                out.print(Markdown(report.report or "_(the synthesizer wrote no report)_"))
+                err.print(f"[dim]report: {report.word_count} words, {len(report.cited_urls)} cited URL(s), "
+                          f"unsupported citation rate {report.unsupported_rate:.0%}, missing sections: "
+                          f"{', '.join(report.missing_sections) or 'none'}[/dim]")
         if traj.status == "error":
             err.print(f"[red]{traj.error}[/red]")
             raise typer.Exit(1)
