@@ -60,14 +60,22 @@ def test_extract_answer_fallbacks():
     lambda n: "<tool_call>" * (n // 11),
 ])
 def test_extraction_is_linear_a_1mb_turn_under_100ms(make):
-    text = make(1_000_000)
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        extract_boxed(text)
-        extract_answer(text)
-        best = min(best, time.perf_counter() - t0)
-    assert best < 0.1, f"{best * 1000:.0f} ms"
+    """Linear, not quadratic: 10× the text costs well under 100× the CPU (a quadratic scan of 1 MB costs seconds).
+    CPU seconds of this process, best of 3, so that other jobs on the machine do not decide it; the 100 ms figure
+    itself is the fuzz benchmark's (`benchmarks/bench_fuzz.py`)."""
+    def cpu(n: int) -> float:
+        text = make(n)
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.process_time()
+            extract_boxed(text)
+            extract_answer(text)
+            best = min(best, time.process_time() - t0)
+        return best
+
+    small, large = cpu(100_000), cpu(1_000_000)
+    assert large < 0.5, f"{large * 1000:.0f} ms of CPU for 1 MB"
+    assert large < 30 * max(small, 0.002), f"100 kB {small * 1000:.1f} ms, 1 MB {large * 1000:.1f} ms of CPU"
 
 
 def test_normalisation():

@@ -23,6 +23,7 @@ APP = textwrap.dedent("""
 
     @app.get("/slow")
     async def slow():
+        print("in flight", flush=True)
         await asyncio.sleep(2.0)
         return {"done": True}
 
@@ -45,7 +46,9 @@ def test_sigterm_drains_in_flight_requests():
 
         caller = threading.Thread(target=call)
         caller.start()
-        time.sleep(0.5)  # the request is in flight
+        # the request is in flight once its handler has started (a fixed sleep lost the race on a loaded machine:
+        # SIGTERM came before the request had reached the server)
+        assert proc.stdout.readline().strip() == "in flight", proc.stderr.read()
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         caller.join(20)
