@@ -7,6 +7,7 @@ embedded one-box run.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -21,6 +22,7 @@ from typing import Any
 import typer
 
 from fathom.errors import ConfigError
+from fathom.storage import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +146,64 @@ def coerce_arguments(types: dict[str, str], args: dict[str, Any]) -> dict[str, A
     return out
 
 
-def run_local(name: str, args: dict[str, Any] | None = None, root: Path | None = None):
+class StepTimes(list):
+    """The time of every task attempt of a `kfp.local` run, in order: dicts of step, status, seconds, started (UTC
+    ISO) and run (the run folder under the pipeline root). Filled by :func:`timed_tasks`."""
+
+    def run_dirs(self) -> list[str]:
+        return sorted({r["run"] for r in self})
+
+    def table_rows(self) -> list[tuple[str, str, str]]:
+        """(step, status, seconds) per step, retries summed and counted."""
+        steps: dict[str, dict] = {}
+        for r in self:
+            s = steps.setdefault(r["step"], {"seconds": 0.0, "attempts": 0, "status": ""})
+            s["seconds"] += r["seconds"]
+            s["attempts"] += 1
+            s["status"] = r["status"]
+        return [(k, v["status"] + (f" ({v['attempts']} attempts)" if v["attempts"] > 1 else ""),
+                 f"{v['seconds']:.0f}") for k, v in steps.items()]
+
+
+@contextlib.contextmanager
+def timed_tasks(root: Path):
+    """Time every task `kfp.local` runs in this block (its orchestrator calls
+    `task_dispatcher.run_single_task_implementation` once per attempt); on exit, success or failure, write them to
+    `<root>/<run>/step-times.json`. Yields the :class:`StepTimes` as they fill."""
+    import time
+
+    from kfp.local import executor_input_utils, task_dispatcher
+
+    times = StepTimes()
+    real = task_dispatcher.run_single_task_implementation
+
+    def timed(*args, **kw):
+        t0, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        status = "FAILURE"
+        try:
+            outputs, task_status = real(*args, **kw)
+            status = getattr(task_status, "name", str(task_status))
+            return outputs, task_status
+        finally:
+            times.append({"step": executor_input_utils.get_local_task_resource_name(kw["component_name"]),
+                          "status": status, "seconds": round(time.perf_counter() - t0, 1), "started": started,
+                          "run": kw["pipeline_resource_name"]})
+
+    task_dispatcher.run_single_task_implementation = timed
+    try:
+        yield times
+    finally:
+        task_dispatcher.run_single_task_implementation = real
+        for run in times.run_dirs():
+            if (Path(root) / run).is_dir():
+                atomic_write_json(Path(root) / run / "step-times.json", [r for r in times if r["run"] == run])
+
+
+def run_local(name: str, args: dict[str, Any] | None = None, root: Path | None = None,
+              times: StepTimes | None = None):
     """Run the pipeline function under `kfp.local` (SubprocessRunner, no per-task venv) with its LOCAL_ARGUMENTS
-    overridden by `args`. Returns the pipeline's result object (raises if a task fails)."""
+    overridden by `args`. Returns the pipeline's result object (raises if a task fails). Every task attempt is timed
+    into `times` (when given) and into `<root>/<run>/step-times.json`."""
     from kfp import local
 
     mod = get_pipeline(name)
@@ -167,7 +224,12 @@ def run_local(name: str, args: dict[str, Any] | None = None, root: Path | None =
 
     real_print = builtins.print  # kfp.local swaps it to indent task output; never leave it swapped
     try:
-        return mod.PIPELINE(**arguments)
+        with timed_tasks(root) as recorded:
+            try:
+                return mod.PIPELINE(**arguments)
+            finally:
+                if times is not None:
+                    times.extend(recorded)
     finally:
         builtins.print = real_print
 
@@ -352,7 +414,22 @@ def run_cmd(name: str = typer.Argument(..., help="Pipeline name (see `fathom pip
     """Run a pipeline on this machine with kfp.local (SubprocessRunner) on the embedded default."""
     if not local:
         raise typer.BadParameter("use --local to run here, or `fathom pipeline submit` for a KFP endpoint")
-    result = run_local(name, parse_args(arg), root)
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    times, t0 = StepTimes(), time.perf_counter()
+    try:
+        result = run_local(name, parse_args(arg), root, times=times)
+    finally:
+        if times:
+            table = Table("step", "status", "seconds", title=f"pipeline {name}: time of each step")
+            for row in times.table_rows():
+                table.add_row(*row)
+            table.add_section()
+            table.add_row("total (wall)", "", f"{time.perf_counter() - t0:.0f}")
+            Console(stderr=True).print(table)
     typer.echo(f"pipeline {name} finished")
     outputs = getattr(result, "outputs", None)
     if outputs:
