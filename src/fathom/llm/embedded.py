@@ -7,6 +7,7 @@ every later load takes well under a second and trainers can fine-tune it.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -80,19 +81,44 @@ def policy_dir() -> Path:
     return models_dir() / EMBEDDED_POLICY
 
 
+def _policy_spec():
+    from fathom.rl.warmstart import WarmStartSpec, load_preset
+
+    return WarmStartSpec(out_dir=models_dir() / f"{EMBEDDED_POLICY}.work", model=f"local:{EMBEDDED_MODEL}",
+                         config=load_preset("cpu"))
+
+
+def policy_fingerprints(path: Path | None = None) -> tuple[str | None, str]:
+    """(fingerprint of the prepared policy, fingerprint of today's warm-start recipe): they differ when the
+    preset, the expert's turns or the prompt template changed since the policy was prepared (None: prepared before
+    fingerprints were recorded)."""
+    from fathom.rl.warmstart import fingerprint
+
+    record = (path or policy_dir()) / "warmstart.json"
+    have = json.loads(record.read_text()).get("fingerprint") if record.is_file() else None
+    return have, fingerprint(_policy_spec(), prepare_embedded())
+
+
 def prepare_policy(force: bool = False) -> Path:
     """Warm-start the embedded model as a search policy once (the `cpu` warm-start preset; its result is also the
-    cache the retrain pipeline's warm-start step reuses). Minutes on 2 cores, then instant."""
+    cache the retrain pipeline's warm-start step reuses). Minutes on 2 cores, then instant — until the recipe
+    changes (its fingerprint, recorded in `warmstart.json`), when it is prepared again."""
     target = policy_dir()
     if is_prepared(target) and not force:
-        return target
-    from fathom.rl.warmstart import WarmStartSpec, load_preset, train_warmstart
+        have, want = policy_fingerprints(target)
+        if have == want:
+            return target
+        log.warning("the embedded search policy was prepared with another warm-start recipe (%s, now %s): "
+                    "preparing it again", have, want)
+    from fathom.rl.warmstart import train_warmstart
 
-    work = models_dir() / f"{EMBEDDED_POLICY}.work"
-    summary = train_warmstart(WarmStartSpec(out_dir=work, model=f"local:{EMBEDDED_MODEL}", config=load_preset("cpu")))
+    spec = _policy_spec()
+    work = spec.out_dir
+    summary = train_warmstart(spec)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(summary["final"], tmp)
+    (tmp / "warmstart.json").write_text(json.dumps(summary, indent=2, default=str))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     shutil.rmtree(work, ignore_errors=True)
@@ -108,6 +134,10 @@ def resolve_local_model(name: str) -> Path:
         if not is_prepared(policy_dir()):
             raise ConfigError(f"the embedded search policy is not prepared: run `fathom models --prepare-policy` "
                               f"(a one-off warm start of {EMBEDDED_MODEL}, minutes on 2 cores)")
+        have, want = policy_fingerprints()
+        if have != want:
+            log.warning("the embedded search policy was prepared with an older warm-start recipe (%s, now %s); "
+                        "`fathom models --prepare-policy` (or scripts/setup.sh) prepares today's", have, want)
         return policy_dir()
     path = Path(name).expanduser()
     if (path / "config.json").exists():
