@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 #: Bump when the expert's turns or the training recipe change (it is part of the cache fingerprint).
-WARMSTART_VERSION = "ws-2"  # ws-2: the expert counts hops in its thoughts
+WARMSTART_VERSION = "ws-1"
 
 
 class WarmStartConfig(BaseModel):

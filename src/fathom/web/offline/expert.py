@@ -5,15 +5,11 @@ entity a question starts from and the relation followed at every hop. :class:`Ex
 :class:`~fathom.llm.base.LLMClient` that walks that path **through the real tool server**, in the released
 Fathom-Search format, one model turn at a time:
 
-    turn 0          "This question takes n hops. Hop 1 of n: I need ..."; search_urls(<first subject>)
+    turn 0          search_urls(<first subject>)                          -> real search hits
     turn 1          query_url(<the hit whose title is the subject>, goal)  -> real reading of the page
-    turn 2          "Hop 1 of n done: <the fact, quoted from the reading> Hop 2 of n: I need ..."; search_urls(...)
+    turn 2          the fact, quoted from the reading; search_urls(<next subject>)
     ...
-    last turn       "Hop n of n done: <the fact, quoted>"; \\boxed{<answer>}
-
-The hop counter in its thoughts is what a small imitating policy needs to stop at the right hop: after quoting a
-fact it boxes it only when the counter it copies says "n of n" (without it, a 135M policy warm-started on these
-turns boxed the first entity it read on most multi-hop questions).
+    last turn       the fact, quoted from the reading; \\boxed{<answer>}
 
 It reads every decision off the transcript it is given (the real tool responses), so it only succeeds when the
 tool server actually serves the evidence: a URL that search did not return, or a reading that does not contain the
@@ -139,10 +135,8 @@ class ExpertPolicy(LLMClient):
             if quote is None:
                 return (f" The page does not state {goal_phrase(prev['subject'], prev['relation'])}.\n</think>\n\n"
                         "I could not find the answer.")
-            lead = f" Hop {hop_i} of {len(hops)} done: {quote}"
-        else:
-            lead = f" This question takes {len(hops)} hop{'s' if len(hops) > 1 else ''}."
-        return (f"{lead} Hop {hop_i + 1} of {len(hops)}: I need {want}.\n</think>\n"
+            lead = f" {quote}"
+        return (f"{lead} I need {want}.\n</think>\n"
                 + _call("search_urls", {"query": hop["subject"], "top_k": self.top_k}))
 
     def final_turn(self, prompt: str, hops: list[dict]) -> str:
@@ -152,7 +146,7 @@ class ExpertPolicy(LLMClient):
         if quote is None:
             return (f" The page does not state {goal_phrase(hop['subject'], hop['relation'])}.\n</think>\n\n"
                     "I could not find the answer.")
-        return f" Hop {len(hops)} of {len(hops)} done: {quote}\n</think>\n\n\\boxed{{{hop['object']}}}"
+        return f" {quote}\n</think>\n\n\\boxed{{{hop['object']}}}"
 
     async def complete(self, prompt, *, max_tokens, temperature=0.0, top_p=1.0, stop=None, seed=None,
                        repetition_penalty=None) -> Completion:
