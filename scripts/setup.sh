@@ -3,7 +3,7 @@
 # model (SmolLM2-135M-Instruct, converted once to a safetensors folder under ${FATHOM_HOME:-~/.cache/fathom}).
 # Usage: bash scripts/setup.sh [--test-data] [--no-policy]
 #   --test-data  also installs Debian's python3.11-doc for the tests
-#   --no-policy  skips warm-starting the embedded search policy (a one-off of ~15 min on 2 cores; CI skips it,
+#   --no-policy  skips warm-starting the embedded search policy (a one-off of ~42 min on 2 cores; CI skips it,
 #                the tests train their own tiny policies)
 set -euo pipefail
 cd "$(dirname "$0")/.."

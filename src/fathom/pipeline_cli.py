@@ -166,15 +166,15 @@ class StepTimes(list):
 
 
 @contextlib.contextmanager
-def timed_tasks(root: Path):
+def timed_tasks(root: Path, times: StepTimes | None = None):
     """Time every task `kfp.local` runs in this block (its orchestrator calls
-    `task_dispatcher.run_single_task_implementation` once per attempt); on exit, success or failure, write them to
-    `<root>/<run>/step-times.json`. Yields the :class:`StepTimes` as they fill."""
+    `task_dispatcher.run_single_task_implementation` once per attempt) into `times` (a new one when None); on exit,
+    success or failure, write them to `<root>/<run>/step-times.json`. Yields the :class:`StepTimes` as they fill."""
     import time
 
     from kfp.local import executor_input_utils, task_dispatcher
 
-    times = StepTimes()
+    times = StepTimes() if times is None else times
     real = task_dispatcher.run_single_task_implementation
 
     def timed(*args, **kw):
@@ -224,12 +224,8 @@ def run_local(name: str, args: dict[str, Any] | None = None, root: Path | None =
 
     real_print = builtins.print  # kfp.local swaps it to indent task output; never leave it swapped
     try:
-        with timed_tasks(root) as recorded:
-            try:
-                return mod.PIPELINE(**arguments)
-            finally:
-                if times is not None:
-                    times.extend(recorded)
+        with timed_tasks(root, times):
+            return mod.PIPELINE(**arguments)
     finally:
         builtins.print = real_print
 
