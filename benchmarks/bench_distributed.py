@@ -13,6 +13,7 @@ The headline is rank 0's CPU seconds per step on 2 workers (wall time on a share
 jobs' time); `--inject-slowdown F` makes every rank's trainer step do F times its CPU work.
 
     python benchmarks/bench_distributed.py [--quick] [--rounds 3] [--steps 3] [--prompts 4] [--inject-slowdown F]
+    python benchmarks/bench_distributed.py --quick --two-only   # the headline arm only (its sensitivity test)
 
 On a machine with 2 cores each worker gets one (OMP_NUM_THREADS=1); other jobs on the machine inflate every figure.
 """
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     H.add_common_args(p, rounds=3, quick_rounds=3)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--prompts", type=int, default=4)
+    p.add_argument("--two-only", action="store_true",
+                   help="only the 2-worker arm (the headline; no ratio, no equality check): the sensitivity test")
     a = p.parse_args(argv)
     from rapo_testkit import template_file, tiny_model_dir
 
@@ -67,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
                     "loss": res["losses"][-1]}
         return run
 
+    if a.two_only:
+        two = H.interleaved([("2 workers", arm(2))], rounds)["2 workers"]
+        print(f"\n2 workers: rank-0 CPU s per step {H.spread(H.column(two, 'cpu_s_per_step')).fmt(2)} (--two-only: "
+              "no 1-worker arm, ratio or equality check)")
+        H.headline("rank-0 CPU seconds per RAPO step, 2 workers", H.column(two, "cpu_s_per_step"), "lower", unit="s")
+        return 0
     res = H.interleaved([("1 worker", arm(1)), ("2 workers", arm(2))], rounds)
     one, two = res["1 worker"], res["2 workers"]
     ratios = H.ratios(two, one, "s_per_step")

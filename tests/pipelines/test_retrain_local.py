@@ -27,6 +27,7 @@ def test_retrain_runs_end_to_end_on_the_embedded_default(tmp_path):
     overrides = tmp_path / "overrides.json"  # advanced knobs of the embedded profile, as a config_uri
     overrides.write_text(json.dumps({"preset": "cpu-smoke", "filter_limit_per_source": 2,
                                      "stage1_config_json": {}, "stage2_config_json": {}, "eval_config_json": ev,
+                                     "sft_config_json": {"max_steps": 1},  # one synthesizer step is ~70 s here
                                      "eval_limit": 3, "gate_max_drop": 1.0,
                                      # a cpu-smoke candidate cannot search yet: the endpoint checks only (the
                                      # embedded profile's run also has the release answer a held-out question)
