@@ -17,7 +17,8 @@ CPU work. `--quick` is the harness's check, not an accuracy measurement: no trai
 embedded tokenizer) as the policy on one torch thread, a handful of questions (`--n`, default 3), evaluated afresh
 in `--rounds` rounds after a warm-up round; the headline is its CPU seconds per question.
 
-    python benchmarks/bench_learning.py                 # 200 held-out questions (1–3 hops), ~1 h on 2 cores
+    python benchmarks/bench_learning.py                 # 200 held-out questions (1–3 hops); ~20 s per question
+                                                        # and arm on 2 cores, ~3 h for the three arms
     python benchmarks/bench_learning.py --n 40          # a smaller check
     python benchmarks/bench_learning.py --quick         # timing only: tiny random policy, 3 questions x 3 rounds
     # reuse the policy of a retrain run (its RAPO stage folders, in order) instead of training one here:
