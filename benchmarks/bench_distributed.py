@@ -70,30 +70,29 @@ def main(argv: list[str] | None = None) -> int:
                     "loss": res["losses"][-1]}
         return run
 
-    if a.two_only:
-        two = H.interleaved([("2 workers", arm(2))], rounds)["2 workers"]
-        print(f"\n2 workers: rank-0 CPU s per step {H.spread(H.column(two, 'cpu_s_per_step')).fmt(2)} (--two-only: "
-              "no 1-worker arm, ratio or equality check)")
-        H.headline("rank-0 CPU seconds per RAPO step, 2 workers", H.column(two, "cpu_s_per_step"), "lower", unit="s")
-        return 0
-    res = H.interleaved([("1 worker", arm(1)), ("2 workers", arm(2))], rounds)
-    one, two = res["1 worker"], res["2 workers"]
-    ratios = H.ratios(two, one, "s_per_step")
+    names = {1: "1 worker", 2: "2 workers"}
+    res = H.interleaved([(names[n], arm(n)) for n in ((2,) if a.two_only else (1, 2))], rounds)
     print()
     for name, rows in res.items():
         print(f"{name:<9}: wall s per step {H.spread(H.column(rows, 's_per_step')).fmt(2)}, rank-0 CPU s per step "
               f"{H.spread(H.column(rows, 'cpu_s_per_step')).fmt(2)}")
-    print(f"ratio 2 workers / 1 worker wall time per step (per round): {H.spread(ratios).fmt(2)}; "
-          f"speed-up {1 / H.spread(ratios).median:.2f}×")
-    for n, rows in ((1, one), (2, two)):
-        sps = [rollouts / t / n for t in H.column(rows, "s_per_step")]
-        print(f"rollouts/s per worker, {n} worker{'s' if n > 1 else ' '}: {H.spread(sps).fmt(2)}")
-    last = rounds - 1
-    diff = compare(work / f"r{last}-w1", work / f"r{last}-w2", initial=model)
-    ok = diff["same_batch"] and diff["max_loss_diff"] <= 1e-6 and diff["max_weight_diff"] <= 1e-6
-    print(f"equality (round {last + 1}): same global batch {diff['same_batch']}, max |loss diff| "
-          f"{diff['max_loss_diff']:.2e}, max |weight diff| {diff['max_weight_diff']:.2e} (tolerance 1e-6 = 1% of lr; "
-          f"largest weight change {diff['max_weight_change']:.2e}) → {'OK' if ok else 'MISMATCH'}")
+    two, ok = res["2 workers"], True
+    if a.two_only:
+        print("--two-only: no 1-worker arm, ratio or equality check")
+    else:
+        one = res["1 worker"]
+        ratios = H.ratios(two, one, "s_per_step")
+        print(f"ratio 2 workers / 1 worker wall time per step (per round): {H.spread(ratios).fmt(2)}; "
+              f"speed-up {1 / H.spread(ratios).median:.2f}×")
+        for n, rows in ((1, one), (2, two)):
+            sps = [rollouts / t / n for t in H.column(rows, "s_per_step")]
+            print(f"rollouts/s per worker, {n} worker{'s' if n > 1 else ' '}: {H.spread(sps).fmt(2)}")
+        last = rounds - 1
+        diff = compare(work / f"r{last}-w1", work / f"r{last}-w2", initial=model)
+        ok = diff["same_batch"] and diff["max_loss_diff"] <= 1e-6 and diff["max_weight_diff"] <= 1e-6
+        print(f"equality (round {last + 1}): same global batch {diff['same_batch']}, max |loss diff| "
+              f"{diff['max_loss_diff']:.2e}, max |weight diff| {diff['max_weight_diff']:.2e} (tolerance 1e-6 = 1% of "
+              f"lr; largest weight change {diff['max_weight_change']:.2e}) → {'OK' if ok else 'MISMATCH'}")
     H.headline("rank-0 CPU seconds per RAPO step, 2 workers", H.column(two, "cpu_s_per_step"), "lower", unit="s")
     return 0 if ok else 1
 
