@@ -3,7 +3,10 @@
 Held-out means a different world: the questions come from the offline web of seed 1000 (its own entities, names
 and pages), served by its own tool server; every training question (warm start, RAPO) comes from the world of
 seed 0. All three arms run the same agent loop (`fathom.agent.run_agent`), greedy, with the same budget and the
-same tool server settings, through the evaluation harness (resumable: a rerun reuses finished rows).
+same tool server settings, through the evaluation harness (resumable: a rerun reuses finished rows). Generation
+is compute-bound on CPU (py-spy: ~85 % of the time in the model's matmuls and attention): serving an arm's policy
+with vLLM for CPU instead (`fathom.deploy.local`, the harness's endpoint path) gave the same answers on 20 questions
+(19 of 20 transcripts identical) in 273 s against 300 s in-process, so the arms run in-process.
 
 Printed as one table: accuracy with its 95 % bootstrap interval, tool calls per question, the share of
 trajectories with at least one tool call, the format-valid rate (`fathom.rl.rewards.check_format`) and the paired
@@ -17,8 +20,8 @@ CPU work. `--quick` is the harness's check, not an accuracy measurement: no trai
 embedded tokenizer) as the policy on one torch thread, a handful of questions (`--n`, default 3), evaluated afresh
 in `--rounds` rounds after a warm-up round; the headline is its CPU seconds per question.
 
-    python benchmarks/bench_learning.py                 # 200 held-out questions (1–3 hops); ~20 s per question
-                                                        # and arm on 2 cores, ~3 h for the three arms
+    python benchmarks/bench_learning.py                 # 200 held-out questions (1–3 hops); ~15 s per question
+                                                        # and arm on 2 idle cores, ~2.5 h for the three arms
     python benchmarks/bench_learning.py --n 40          # a smaller check
     python benchmarks/bench_learning.py --quick         # timing only: tiny random policy, 3 questions x 3 rounds
     # reuse the policy of a retrain run (its RAPO stage folders, in order) instead of training one here:
