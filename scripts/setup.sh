@@ -3,8 +3,8 @@
 # model (SmolLM2-135M-Instruct, converted once to a safetensors folder under ${FATHOM_HOME:-~/.cache/fathom}).
 # Usage: bash scripts/setup.sh [--test-data] [--no-policy]
 #   --test-data  also installs Debian's python3.11-doc for the tests
-#   --no-policy  skips warm-starting the embedded search policy (a one-off of ~42 min on 2 cores; CI skips it,
-#                the tests train their own tiny policies)
+#   --no-policy  skips preparing the embedded search policy and synthesizer (one-offs of ~42 and ~20 min on
+#                2 cores; CI skips them, the tests train their own tiny models)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -22,8 +22,10 @@ if [[ " $* " == *" --no-policy "* ]]; then
   .venv/bin/fathom models --prepare
 else
   # the embedded model, then the embedded search policy (local:smollm2-search): SmolLM2 warm-started on the offline
-  # web's expert trajectories, so that the main job searches; cached under FATHOM_HOME, reused by `retrain --local`
-  .venv/bin/fathom models --prepare --prepare-policy
+  # web's expert trajectories, so that the main job searches; cached under FATHOM_HOME, reused by `retrain --local`;
+  # and the embedded synthesizer (local:smollm2-synth): SmolLM2 fine-tuned on the world report teacher's cited
+  # plan-then-write reports, so that the main job's report cites its sources
+  .venv/bin/fathom models --prepare --prepare-policy --prepare-synthesizer
 fi
 
 if [[ " $* " == *" --test-data "* ]] && [ ! -d /usr/share/doc/python3.11/html ]; then

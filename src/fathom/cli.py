@@ -43,12 +43,16 @@ def models(prepare: bool = typer.Option(False, "--prepare", help="Convert the em
            prepare_policy: bool = typer.Option(False, "--prepare-policy",
                                                help="Warm-start the embedded model as a search policy "
                                                "(local:smollm2-search; a one-off, minutes on 2 cores)."),
+           prepare_synthesizer: bool = typer.Option(False, "--prepare-synthesizer",
+                                                    help="Fine-tune the embedded model as the synthesizer on the "
+                                                    "world report teacher's reports (local:smollm2-synth; a "
+                                                    "one-off, minutes on 2 cores)."),
            force: bool = typer.Option(False, "--force", help="Re-convert even if already prepared.")) -> None:
     """List the local models; with --prepare, convert the embedded model to a safetensors folder."""
     from fathom.llm import embedded
     from fathom.llm.embedded import list_models, prepare_embedded
 
-    if prepare or prepare_policy:
+    if prepare or prepare_policy or prepare_synthesizer:
         with console.status("converting the embedded model (one-off)..."):
             path = prepare_embedded(force=force)
         console.print(f"[green]embedded model ready[/green] at {path}")
@@ -56,6 +60,10 @@ def models(prepare: bool = typer.Option(False, "--prepare", help="Convert the em
         console.print("warm-starting the embedded search policy on the offline web's expert (one-off) ...")
         path = embedded.prepare_policy(force=force)
         console.print(f"[green]embedded search policy ready[/green] at {path} (role local:smollm2-search)")
+    if prepare_synthesizer:
+        console.print("fine-tuning the embedded synthesizer on the world report teacher's reports (one-off) ...")
+        path = embedded.prepare_synthesizer(force=force)
+        console.print(f"[green]embedded synthesizer ready[/green] at {path} (role local:smollm2-synth)")
     table = Table("name", "prepared", "path", "source")
     for row in list_models():
         table.add_row(row["name"], "yes" if row["prepared"] else "no", row["path"], row["source"])

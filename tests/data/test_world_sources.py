@@ -319,3 +319,26 @@ def test_world_report_claims_only_what_the_trace_read():
     assert text.startswith("<think>") and "- S1: Profile of Zorb Labs" in text
     assert f"Zorb Labs was founded in 1987. [{url}]" in text and text.rstrip().endswith(url)
     assert "population" not in text.split("</think>")[1]  # nothing unread is claimed
+
+
+def test_world_report_claims_per_section_keeps_the_planned_facts_first():
+    """Worked example: a reading states `founded` and `headquarters`; only `headquarters` is planned. With one
+    claim per section the report states the planned fact and not the other; without a cap it states both."""
+    from fathom.agent.trajectory import Trajectory
+    from fathom.sftdata.world import WorldReportPlan, world_report
+    from fathom.web.offline.questions import fact_of
+
+    w = _tiny_world()
+    z = w.entities["Zorb_Labs"]
+    founded, hq = fact_of(w, z, "founded"), fact_of(w, z, "headquarters")
+    reading = f"Evidence:\n{founded['fact']} | Headquarters | Velport |"
+    traj = Trajectory.model_validate({
+        "question": "q", "prompt": "p", "segments": [], "answer": None, "status": "answered",
+        "turns": [{"index": 0, "text": "t", "calls": [{"turn": 0, "name": "query_url",
+                                                       "arguments": {"url": hq["url"], "goal": "g"},
+                                                       "raw": "{}", "result": reading}]}]})
+    plan = WorldReportPlan(entity_id="Zorb_Labs", question="Write a brief on Zorb Labs.", hops=[hq], related=[])
+    capped = world_report(w, plan, traj, claims_per_section=1).split("</think>")[1]
+    assert hq["fact"].rstrip(".") in capped and founded["fact"].rstrip(".") not in capped
+    full = world_report(w, plan, traj).split("</think>")[1]
+    assert hq["fact"].rstrip(".") in full and founded["fact"].rstrip(".") in full

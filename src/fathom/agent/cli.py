@@ -151,7 +151,9 @@ def register(app: typer.Typer) -> None:
                                                  help="Sampling temperature (default 0 local, 0.6 remote)."),
         seed: int | None = typer.Option(None, "--seed", help="Sampling seed."),
         deepresearch: bool = typer.Option(False, "--deepresearch", help="Write a cited report with the synthesizer."),
-        synthesizer: str = typer.Option("local:smollm2", "--synthesizer", help="Synthesizer role."),
+        synthesizer: str = typer.Option("auto", "--synthesizer", help="Synthesizer role; auto = the prepared "
+                                        "embedded synthesizer (local:smollm2-synth, `fathom models "
+                                        "--prepare-synthesizer`), else local:smollm2."),
         synth_max_tokens: int | None = typer.Option(None, "--synth-max-tokens",
                                                     help="Report tokens (default 1024 local, 10000 remote)."),
         web_seed: int = typer.Option(0, "--web-seed", help="Seed of the offline web (in-process stack)."),
@@ -184,6 +186,13 @@ def register(app: typer.Typer) -> None:
             if policy == "local:smollm2":
                 err.print("[yellow]note:[/yellow] the untrained embedded model rarely calls a tool; prepare the "
                           "embedded search policy once with `fathom models --prepare-policy`")
+        if deepresearch and synthesizer == "auto":
+            from fathom.llm.embedded import EMBEDDED_SYNTH, is_prepared, synth_dir
+
+            synthesizer = f"local:{EMBEDDED_SYNTH}" if is_prepared(synth_dir()) else "local:smollm2"
+            if synthesizer == "local:smollm2":
+                err.print("[yellow]note:[/yellow] the untrained embedded model cannot write a cited report; prepare "
+                          "the embedded synthesizer once with `fathom models --prepare-synthesizer`")
         local = policy.startswith("local:")
         per_turn = max_tokens_per_turn or (256 if local else 8192)
         from fathom.web.stack import EMBEDDED_RESULT_CHARS

@@ -94,9 +94,23 @@ def policy_fingerprints(path: Path | None = None) -> tuple[str | None, str]:
     fingerprints were recorded)."""
     from fathom.rl.warmstart import fingerprint
 
-    record = (path or policy_dir()) / "warmstart.json"
-    have = json.loads(record.read_text()).get("fingerprint") if record.is_file() else None
-    return have, fingerprint(_policy_spec(), prepare_embedded())
+    return _recorded_fingerprint((path or policy_dir()) / "warmstart.json"), fingerprint(_policy_spec(),
+                                                                                        prepare_embedded())
+
+
+def _recorded_fingerprint(record: Path) -> str | None:
+    return json.loads(record.read_text()).get("fingerprint") if record.is_file() else None
+
+
+def _install(final: Path, target: Path, record: str, summary: dict) -> Path:
+    """Copy a trained model folder to `target` atomically, with its summary (and fingerprint) as `record`."""
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(final, tmp)
+    (tmp / record).write_text(json.dumps(summary, indent=2, default=str))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
 
 
 def prepare_policy(force: bool = False) -> Path:
@@ -115,19 +129,76 @@ def prepare_policy(force: bool = False) -> Path:
     spec = _policy_spec()
     work = spec.out_dir
     summary = train_warmstart(spec)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(summary["final"], tmp)
-    (tmp / "warmstart.json").write_text(json.dumps(summary, indent=2, default=str))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    _install(Path(summary["final"]), target, "warmstart.json", summary)
     shutil.rmtree(work, ignore_errors=True)
     return target
 
 
+#: The embedded *synthesizer*: SmolLM2 fine-tuned (SFT preset `embedded`) on the world report teacher's
+#: plan-then-write reports over the expert's traces (`fathom models --prepare-synthesizer`).
+EMBEDDED_SYNTH = "smollm2-synth"
+#: Bump when the world report teacher or the expert's traces change what the corpus holds.
+SYNTH_RECIPE_VERSION = "synth-v1"
+
+
+def synth_dir() -> Path:
+    return models_dir() / EMBEDDED_SYNTH
+
+
+def synth_recipe():
+    """(corpus config, SFT preset) of the embedded synthesizer: short briefs (one linked entity, one attribute of
+    the entity, two facts per section) so that a row fits 3,072 tokens with its trace whole."""
+    from fathom.sftdata.config import SFTCorpusConfig
+
+    return SFTCorpusConfig(n=48, source="world", world_related=1, world_attrs=1, world_claims=2), "embedded"
+
+
+def synth_fingerprints(path: Path | None = None) -> tuple[str | None, str]:
+    """(fingerprint of the prepared synthesizer, fingerprint of today's recipe), as :func:`policy_fingerprints`."""
+    import hashlib
+
+    from fathom.rl.warmstart import weights_digest
+    from fathom.sft.config import PRESETS
+    from fathom.synth.prompt import SYNTH_TEMPLATE_VERSION
+
+    corpus, preset = synth_recipe()
+    h = hashlib.sha256(f"{corpus.model_dump_json()}|{json.dumps(PRESETS[preset], sort_keys=True)}|"
+                       f"{SYNTH_TEMPLATE_VERSION}|{SYNTH_RECIPE_VERSION}".encode())
+    weights_digest(h, prepare_embedded())
+    return _recorded_fingerprint((path or synth_dir()) / "synthesizer.json"), h.hexdigest()[:16]
+
+
+def prepare_synthesizer(force: bool = False) -> Path:
+    """Fine-tune the embedded model as the synthesizer once: the world source writes the corpus through the
+    offline stack (seconds), the `embedded` SFT preset trains on it (minutes on 2 cores; a crash resumes from the
+    newest checkpoint). Re-prepared when the recipe's fingerprint changes."""
+    target = synth_dir()
+    have, want = synth_fingerprints(target)
+    if is_prepared(target) and not force:
+        if have == want:
+            return target
+        log.warning("the embedded synthesizer was prepared with another recipe (%s, now %s): preparing it again",
+                    have, want)
+    from fathom.sft.config import SynthSFTSpec
+    from fathom.sft.trainer import train_synthesizer
+    from fathom.sftdata.runner import run_sft_corpus
+
+    corpus, preset = synth_recipe()
+    work = models_dir() / f"{EMBEDDED_SYNTH}.work" / want
+    if force:
+        shutil.rmtree(work, ignore_errors=True)
+    data = run_sft_corpus(corpus, work / "corpus")
+    summary = train_synthesizer(SynthSFTSpec(out_dir=work / "sft", preset=preset, model=f"local:{EMBEDDED_MODEL}",
+                                             data=work / "corpus" / "sft.jsonl", yarn_factor=1.0, resume=True))
+    summary = {**summary, "fingerprint": want, "corpus": data.model_dump(mode="json")}
+    _install(Path(summary["final"]), target, "synthesizer.json", summary)
+    shutil.rmtree(work.parent, ignore_errors=True)
+    return target
+
+
 def resolve_local_model(name: str) -> Path:
-    """`smollm2` -> the prepared embedded folder; `smollm2-search` -> the prepared warm-started policy; anything
-    else must be a Hugging Face folder on disk."""
+    """`smollm2` -> the prepared embedded folder; `smollm2-search` -> the prepared warm-started policy;
+    `smollm2-synth` -> the prepared synthesizer; anything else must be a Hugging Face folder on disk."""
     if name in (EMBEDDED_MODEL, "embedded", "default"):
         return prepare_embedded()
     if name == EMBEDDED_POLICY:
@@ -139,6 +210,15 @@ def resolve_local_model(name: str) -> Path:
             log.warning("the embedded search policy was prepared with an older warm-start recipe (%s, now %s); "
                         "`fathom models --prepare-policy` (or scripts/setup.sh) prepares today's", have, want)
         return policy_dir()
+    if name == EMBEDDED_SYNTH:
+        if not is_prepared(synth_dir()):
+            raise ConfigError("the embedded synthesizer is not prepared: run `fathom models --prepare-synthesizer` "
+                              f"(a one-off SFT of {EMBEDDED_MODEL}, minutes on 2 cores)")
+        have, want = synth_fingerprints()
+        if have != want:
+            log.warning("the embedded synthesizer was prepared with an older recipe (%s, now %s); "
+                        "`fathom models --prepare-synthesizer` (or scripts/setup.sh) prepares today's", have, want)
+        return synth_dir()
     path = Path(name).expanduser()
     if (path / "config.json").exists():
         return path

@@ -110,10 +110,17 @@ def fingerprint(spec: WarmStartSpec, model_dir: Path) -> str:
 
     h.update(f"{spec.world_seed}|{spec.world_pages}|{WARMSTART_VERSION}|{TEMPLATE_VERSION}|"
              f"{template_sha('fathom')}".encode())
+    weights_digest(h, model_dir)
+    return h.hexdigest()[:16]
+
+
+def weights_digest(h, model_dir: Path) -> None:
+    """Feed a model folder's identity into hasher `h`: config and weight files' sizes and first-MB digests."""
+    import hashlib
+
     for f in sorted(model_dir.glob("*.safetensors")) + [model_dir / "config.json"]:
         with open(f, "rb") as fh:
             h.update(f"{f.name}|{f.stat().st_size}|".encode() + hashlib.sha256(fh.read(1 << 20)).digest())
-    return h.hexdigest()[:16]
 
 
 def cache_dir(fp: str) -> Path:

@@ -4,6 +4,8 @@
   65,536-token context through YaRN factor 2, packing, gradient checkpointing.
 * ``cpu`` — the embedded model on 2 CPU cores: 4 steps of one row up to 4,096 tokens (a world-teacher row is ~7,500;
   ``fit_rows`` shortens its trace, never its report).
+* ``embedded`` — the embedded synthesizer (``fathom models --prepare-synthesizer``): 24 steps of one row up to
+  3,072 tokens at a peak LR of 1e-4, on the short world briefs of :func:`fathom.llm.embedded.synth_recipe`.
 * ``cpu-smoke`` — the embedded model on CPU in fp32: a couple of steps on a tiny set (3,584 tokens: the system
   turn and a world-teacher report, ~3,000 tokens, must fit).
 """
@@ -24,6 +26,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                 gradient_accumulation_steps=1, per_device_train_batch_size=1, use_cpu=True, bf16=False,
                 max_length=4096, packing=False, gradient_checkpointing=False, save_steps=2, save_total_limit=1,
                 logging_steps=1),
+    "embedded": dict(max_steps=24, learning_rate=1e-4, lr_scheduler_type="cosine", adam_beta1=0.9, adam_beta2=0.95,
+                     gradient_accumulation_steps=1, per_device_train_batch_size=1, use_cpu=True, bf16=False,
+                     max_length=3072, packing=False, gradient_checkpointing=False, save_steps=4, save_total_limit=1,
+                     logging_steps=1),
     "cpu-smoke": dict(max_steps=2, learning_rate=5e-5, lr_scheduler_type="cosine", adam_beta1=0.9, adam_beta2=0.95,
                       gradient_accumulation_steps=1, per_device_train_batch_size=1, use_cpu=True, bf16=False,
                       max_length=3584, packing=False, gradient_checkpointing=True, save_steps=2, save_total_limit=1,
@@ -35,7 +41,7 @@ class SynthSFTSpec(BaseModel):
     """One synthesizer SFT run."""
 
     out_dir: Path = Field(description="Output folder (checkpoints, metrics, plots, final model).")
-    preset: Literal["gpu", "cpu", "cpu-smoke"] = Field(default="cpu-smoke", description="Training preset.")
+    preset: Literal["gpu", "cpu", "embedded", "cpu-smoke"] = Field(default="cpu-smoke", description="Training preset.")
     model: str = Field(default="local:smollm2", description="Base model: local:smollm2 or a HF folder.")
     data: Path | None = Field(default=None, description="SFT rows with `messages` (system, user, assistant); "
                                                         "None = a tiny synthetic set.")

@@ -50,6 +50,10 @@ class SFTCorpusConfig(BaseModel):
     rewriter: str | None = Field(default=None, description="Model that rewrites seed questions across themes "
                                  "(model source; default: the teacher). A failed rewrite falls back to a template.")
     world_related: int = Field(default=2, ge=1, le=4, description="world source: linked entities per brief.")
+    world_attrs: int = Field(default=2, ge=1, le=4, description="world source: attributes of the brief's own "
+                             "entity in its profile.")
+    world_claims: int | None = Field(default=None, ge=1, description="world source: facts stated per report "
+                                     "section, the planned ones first (None: every fact the readings state).")
     expert_max_result_chars: int = Field(default=600, ge=100, description="Tool results shown to the expert are "
                                          "cut to this many characters.")
     synth_template: str = Field(default="default", description="Synthesizer system prompt template.")

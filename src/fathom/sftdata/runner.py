@@ -155,7 +155,8 @@ async def process_sft_item(ctx: _Ctx, plan: SFTPlan) -> dict:
     if ctx.source == "world":
         from fathom.sftdata.world import plan_world_report
 
-        wplan = plan_world_report(ctx.world, plan.index, cfg.seed, max_related=cfg.world_related)
+        wplan = plan_world_report(ctx.world, plan.index, cfg.seed, max_related=cfg.world_related,
+                                  attrs_per_entity=cfg.world_attrs)
         question = wplan.question
         rec.update(rewrite="world", entity=wplan.entity_id, seed_id=f"world:{wplan.entity_id}", themes=[])
         if ctx.expert is not None:
@@ -185,7 +186,7 @@ async def process_sft_item(ctx: _Ctx, plan: SFTPlan) -> dict:
         msgs = build_synth_messages(question, traj, template=cfg.synth_template,
                                     max_prompt_tokens=cfg.teacher_max_prompt_tokens,
                                     count_tokens=lambda t: max(1, len(t) // 4))
-        text, finish = world_report(ctx.world, wplan, traj), "stop"
+        text, finish = world_report(ctx.world, wplan, traj, claims_per_section=cfg.world_claims), "stop"
     else:
         teacher = ctx.clients["teacher"]
         msgs = build_synth_messages(question, traj, template=cfg.synth_template,

@@ -116,15 +116,27 @@ def _sentence(f: dict) -> str:
     return f"{f['fact'].rstrip('.')}. [{f['cite']}]"
 
 
-def world_report(world: World, plan: WorldReportPlan, traj) -> str:
-    """``<think>plan</think>report`` for `plan`'s question, built only from claims found in `traj`."""
+def _section_claims(claims: list[dict], subject_id: str, planned: set[str], cap: int | None) -> list[dict]:
+    """The claims about one entity, the planned facts first (reading order kept within each group), at most `cap`."""
+    own = [c for c in claims if c["subject_id"] == subject_id]
+    if cap is None:
+        return own
+    keep = {id(c) for c in sorted(own, key=lambda c: c["fact"] not in planned)[:cap]}
+    return [c for c in own if id(c) in keep]
+
+
+def world_report(world: World, plan: WorldReportPlan, traj, *, claims_per_section: int | None = None) -> str:
+    """``<think>plan</think>report`` for `plan`'s question, built only from claims found in `traj`; with
+    `claims_per_section`, each section states at most that many (the planned facts first) — a shorter report, as the
+    embedded synthesizer's corpus uses to keep CPU training rows short."""
     e = world.entities[plan.entity_id]
+    planned = {h["fact"] for h in plan.hops}
     claims = trace_claims(world, traj)
     sections: list[tuple[str, Entity, str, list[dict]]] = [
-        (f"Profile of {e.name}", e, "profile", [c for c in claims if c["subject_id"] == e.id])]
+        (f"Profile of {e.name}", e, "profile", _section_claims(claims, e.id, planned, claims_per_section))]
     for rel in plan.related:
         other = world.entities[e.rels[rel]]
-        own = [c for c in claims if c["subject_id"] == other.id]
+        own = _section_claims(claims, other.id, planned, claims_per_section)
         sections.append((f"{other.name}, the {_label(rel)}", other, rel, own))
     sections = [s for s in sections if s[3]]
     cited = list(dict.fromkeys(c["cite"] for s in sections for c in s[3]))
