@@ -120,7 +120,7 @@ async def _research(question: str, tools_url: str, *, policy_role: str, preset: 
         from fathom.synth import synthesize
 
         synth = make_client(RoleConfig.parse(synth_role))
-        max_tokens = synth_max_tokens or (1024 if synth_role.startswith("local:") else 10_000)
+        max_tokens = synth_max_tokens or (2048 if synth_role.startswith("local:") else 10_000)
         progress.status.update(f"synthesizing the report with {synth_role} (≤ {max_tokens} tokens)...")
         try:
             out["report"] = await synthesize(question, traj, synth, max_tokens=max_tokens)
@@ -155,7 +155,7 @@ def register(app: typer.Typer) -> None:
                                         "embedded synthesizer (local:smollm2-synth, `fathom models "
                                         "--prepare-synthesizer`), else local:smollm2."),
         synth_max_tokens: int | None = typer.Option(None, "--synth-max-tokens",
-                                                    help="Report tokens (default 1024 local, 10000 remote)."),
+                                                    help="Report tokens (default 2048 local, 10000 remote)."),
         web_seed: int = typer.Option(0, "--web-seed", help="Seed of the offline web (in-process stack)."),
         web_pages: int = typer.Option(120, "--web-pages", help="Pages of the offline web (in-process stack)."),
         query_llm: str = typer.Option("none", "--query-llm", help="Query-LLM role of the in-process tool server "
