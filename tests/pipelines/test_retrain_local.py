@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.slow, pytest.mark.longest, pytest.mark.timeout(3600)]
 
 
 def _non_empty(path: Path) -> bool:

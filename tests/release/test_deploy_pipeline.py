@@ -27,6 +27,7 @@ def test_release_pipeline_compiles(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.longest
 @pytest.mark.timeout(420)
 def test_release_pipeline_runs_locally(tmp_path):
     """embedded model → convert (bf16) → render + validate manifests → transformers serve → smoke → exit handler

@@ -225,6 +225,7 @@ def _batches(path: Path) -> dict[int, list[str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.longest
 def test_killed_rapo_training_resumes_with_the_same_next_prompts(s3, tmp_path, embedded_model_dir):
     """RAPO (schedule, pruned set and replay buffer in rapo_state.json) through the same callback and helper: the
     rerun after a kill at checkpoint N draws the prompts the uninterrupted run drew at N+1."""
