@@ -25,11 +25,15 @@ def test_retrain_runs_end_to_end_on_the_embedded_default(tmp_path):
     ev = {k: v for k, v in heldout_eval_config(3).items() if k != "limit"}
     ev["agent"] = {**ev["agent"], "max_turns": 2, "max_tokens_per_turn": 32}
     overrides = tmp_path / "overrides.json"  # advanced knobs of the embedded profile, as a config_uri
-    # one optimizer step per training stage (a RAPO step is ~40 s here, a synthesizer step ~70 s): the test is about
-    # every step running and writing outputs, not about what they learn
+    # one optimizer step per training stage (a RAPO step is ~40 s here); the synthesizer's step on short briefs (one
+    # fact per section, ~750 report tokens) cut to 2,048 tokens: the test is about every step running and writing
+    # outputs, not about what they learn
     overrides.write_text(json.dumps({"preset": "cpu-smoke", "filter_limit_per_source": 2,
                                      "stage1_config_json": {"max_steps": 1}, "stage2_config_json": {"max_steps": 1},
-                                     "eval_config_json": ev, "sft_config_json": {"max_steps": 1},
+                                     "eval_config_json": ev,
+                                     "sft_config": {"world_related": 1, "world_attrs": 1, "world_claims": 1},
+                                     "sft_config_json": {"max_steps": 1, "max_length": 2048,
+                                                         "gradient_checkpointing": False},
                                      "eval_limit": 3, "gate_max_drop": 1.0,
                                      # a cpu-smoke candidate cannot search yet: the endpoint checks only (the
                                      # embedded profile's run also has the release answer a held-out question)
