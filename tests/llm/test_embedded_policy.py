@@ -91,8 +91,8 @@ def synth_home(tmp_path, monkeypatch, embedded_model_dir):
 
 def test_the_synthesizer_is_trained_on_a_real_world_corpus_and_reused_until_its_recipe_changes(synth_home,
                                                                                               monkeypatch):
-    from fathom.sftdata.filters import check_report
     from fathom.sftdata.config import ReportFilterConfig
+    from fathom.sftdata.filters import check_report
     from fathom.synth import parse_report
 
     embedded, calls = synth_home

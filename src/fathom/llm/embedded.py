@@ -147,7 +147,8 @@ def synth_dir() -> Path:
 
 def synth_recipe():
     """(corpus config, SFT preset) of the embedded synthesizer: short briefs (one linked entity, one attribute of
-    the entity, two facts per section) so that a row fits 3,072 tokens with its trace whole."""
+    the entity, two facts per section): a row is ~4,000 tokens (system turn ~860, trace ~2,200, report ~980), and
+    the preset's 3,072-token window shortens the middle of the trace, never the report (`fit_rows`)."""
     from fathom.sftdata.config import SFTCorpusConfig
 
     return SFTCorpusConfig(n=48, source="world", world_related=1, world_attrs=1, world_claims=2), "embedded"

@@ -98,7 +98,7 @@ def warmstart(
 def filter_cmd(
     policy: str = typer.Option(..., help="The stage-1 policy (final folder)."),
     out: Path = typer.Option(..., "--out", help="Output folder (kept.jsonl, dropped.jsonl, filter_stats.json)."),
-    preset: str = typer.Option("cpu-smoke", help="gpu | cpu-smoke"),
+    preset: str = typer.Option("cpu-smoke", help="gpu | cpu | embedded | cpu-smoke"),
     duetqa: Path | None = typer.Option(None, help="DuetQA rows (default: offline-web 3-hop questions)."),
     math: str | None = typer.Option(None, help="Math rows (s1) by path or s3:// URI (default: synthetic arithmetic "
                                     "problems)."),
@@ -123,7 +123,7 @@ def filter_cmd(
 @train_app.command("synthesizer")
 def synthesizer(
     out: Path = typer.Option(..., "--out", help="Output folder."),
-    preset: str = typer.Option("cpu-smoke", help="gpu | cpu-smoke"),
+    preset: str = typer.Option("cpu-smoke", help="gpu | cpu | embedded | cpu-smoke"),
     data: Path | None = typer.Option(None, help="SFT rows with `messages` (default: a tiny synthetic set)."),
     model: str = typer.Option("local:smollm2", help="Base model."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint."),
