@@ -3,7 +3,7 @@
 # model (SmolLM2-135M-Instruct, converted once to a safetensors folder under ${FATHOM_HOME:-~/.cache/fathom}).
 # Usage: bash scripts/setup.sh [--test-data] [--no-policy]
 #   --test-data  also installs Debian's python3.11-doc for the tests
-#   --no-policy  skips preparing the embedded search policy and synthesizer (one-offs of ~42 and ~20 min on
+#   --no-policy  skips preparing the embedded search policy and synthesizer (one-offs of ~42 and ~24 min on
 #                2 cores; CI skips them, the tests train their own tiny models)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -74,7 +74,7 @@ def synth_home(tmp_path, monkeypatch, embedded_model_dir):
     monkeypatch.setattr(embedded, "prepare_embedded", lambda force=False: embedded_model_dir)
     calls = []
 
-    def fake_train(spec):  # the real SFT is ~20 min on 2 cores; the corpus before it is real
+    def fake_train(spec):  # the real SFT is ~24 min on 2 cores; the corpus before it is real
         calls.append((spec, [json.loads(line) for line in spec.data.read_text().splitlines()]))
         final = spec.out_dir / "final"
         final.mkdir(parents=True)
