@@ -197,29 +197,30 @@ def prepare_synthesizer(force: bool = False) -> Path:
     return target
 
 
+def _checked_prepared(path: Path, fingerprints, what: str, flag: str, one_off: str, recipe: str) -> Path:
+    """A prepared model folder: a clear error when it is not prepared, a warning when its recorded fingerprint is
+    not today's recipe (`fingerprints() -> (have, want)`)."""
+    if not is_prepared(path):
+        raise ConfigError(f"the {what} is not prepared: run `fathom models {flag}` "
+                          f"(a one-off {one_off} of {EMBEDDED_MODEL}, minutes on 2 cores)")
+    have, want = fingerprints()
+    if have != want:
+        log.warning("the %s was prepared with an older %s (%s, now %s); `fathom models %s` (or scripts/setup.sh) "
+                    "prepares today's", what, recipe, have, want, flag)
+    return path
+
+
 def resolve_local_model(name: str) -> Path:
     """`smollm2` -> the prepared embedded folder; `smollm2-search` -> the prepared warm-started policy;
     `smollm2-synth` -> the prepared synthesizer; anything else must be a Hugging Face folder on disk."""
     if name in (EMBEDDED_MODEL, "embedded", "default"):
         return prepare_embedded()
     if name == EMBEDDED_POLICY:
-        if not is_prepared(policy_dir()):
-            raise ConfigError(f"the embedded search policy is not prepared: run `fathom models --prepare-policy` "
-                              f"(a one-off warm start of {EMBEDDED_MODEL}, minutes on 2 cores)")
-        have, want = policy_fingerprints()
-        if have != want:
-            log.warning("the embedded search policy was prepared with an older warm-start recipe (%s, now %s); "
-                        "`fathom models --prepare-policy` (or scripts/setup.sh) prepares today's", have, want)
-        return policy_dir()
+        return _checked_prepared(policy_dir(), policy_fingerprints, "embedded search policy", "--prepare-policy",
+                                 "warm start", "warm-start recipe")
     if name == EMBEDDED_SYNTH:
-        if not is_prepared(synth_dir()):
-            raise ConfigError("the embedded synthesizer is not prepared: run `fathom models --prepare-synthesizer` "
-                              f"(a one-off SFT of {EMBEDDED_MODEL}, minutes on 2 cores)")
-        have, want = synth_fingerprints()
-        if have != want:
-            log.warning("the embedded synthesizer was prepared with an older recipe (%s, now %s); "
-                        "`fathom models --prepare-synthesizer` (or scripts/setup.sh) prepares today's", have, want)
-        return synth_dir()
+        return _checked_prepared(synth_dir(), synth_fingerprints, "embedded synthesizer", "--prepare-synthesizer",
+                                 "SFT", "recipe")
     path = Path(name).expanduser()
     if (path / "config.json").exists():
         return path
