@@ -185,6 +185,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path(".cache/bench-learning"), help="Work folder (resumable).")
     ap.add_argument("--rapo-prompts", type=int, default=8, help="Training prompts of the RAPO run (world seed 0).")
     ap.add_argument("--rapo-quick", action="store_true", help="RAPO on 4 prompts (fewer steps); the old --quick.")
+    ap.add_argument("--rapo-preset", default="cpu", help="RAPOConfig preset of the RAPO run: a preset name or a "
+                    "YAML file of RAPOConfig fields (as `fathom train search --config`).")
     ap.add_argument("--concurrency", type=int, default=16, help="Questions in flight (one decode batch).")
     ap.add_argument("--rapo-run", type=Path, nargs="+", default=None,
                     help="RAPO output folders (metrics.jsonl, summary.json, final/) of an earlier run, in training "
@@ -229,7 +231,7 @@ def main() -> None:
         for h, k in ((1, n_prompts // 2), (2, n_prompts - n_prompts // 2)):
             rows += offline_rows(k, hops=h, seed=7)
         write_jsonl(rows, work / "rapo-prompts.jsonl")
-        rapo = train_search(SearchTrainSpec(out_dir=work / "rapo", preset="cpu", stage=1, model=ws["final"],
+        rapo = train_search(SearchTrainSpec(out_dir=work / "rapo", preset=a.rapo_preset, stage=1, model=ws["final"],
                                             data=work / "rapo-prompts.jsonl", resume=True))
         runs = [work / "rapo"]
         times["RAPO stage 1"] = time.perf_counter() - t0

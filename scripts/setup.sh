@@ -9,6 +9,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
+# Debian packages, in the background while pip works (apt and pip do not share anything): python3.11-doc for the
+# extraction tests (--test-data) and wrk, the load generator of benchmarks/bench_tool_server.py (its sensitivity test
+# is skipped without it); neither is fatal
+debs=()
+if [[ " $* " == *" --test-data "* ]] && [ ! -d /usr/share/doc/python3.11/html ]; then debs+=(python3.11-doc); fi
+if ! command -v wrk >/dev/null; then debs+=(wrk); fi
+apt_pid=
+if [ ${#debs[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    ( { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}" >/dev/null; } \
+      || echo "note: could not install ${debs[*]} (apt-get failed); the extraction tests and the tool-server" \
+              "benchmark need them" >&2 ) &
+    apt_pid=$!
+  else
+    echo "note: install ${debs[*]} (Debian: apt-get install -y ${debs[*]}): python3.11-doc for the extraction" \
+         "tests, wrk for the tool-server benchmark" >&2
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
@@ -28,21 +47,5 @@ else
   .venv/bin/fathom models --prepare --prepare-policy --prepare-synthesizer
 fi
 
-if [[ " $* " == *" --test-data "* ]] && [ ! -d /usr/share/doc/python3.11/html ]; then
-  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-doc >/dev/null
-  else
-    echo "note: install Debian's python3.11-doc for the extraction tests (they are skipped without it)" >&2
-  fi
-fi
-# wrk: the load generator of benchmarks/bench_tool_server.py (its sensitivity test is skipped without it); not fatal
-if ! command -v wrk >/dev/null; then
-  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 \
-      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }; } \
-      || echo "note: could not install wrk; the tool-server benchmark and its test need it" >&2
-  else
-    echo "note: install wrk (Debian: apt-get install -y wrk) for the tool-server benchmark" >&2
-  fi
-fi
+[ -z "$apt_pid" ] || wait "$apt_pid"
 echo "ready: source .venv/bin/activate && fathom --help"

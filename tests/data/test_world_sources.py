@@ -180,6 +180,21 @@ def test_stage2_sources_refuse_the_evaluation_file_and_make_math(tmp_path):
         "{} - {} * {} + {}".format(*[int(x) for x in __import__("re").findall(r"\d+", math[0]["prompt"])]))
 
 
+def test_offline_rows_ask_about_the_world_the_tool_server_serves():
+    """The sampling seed picks questions; the world stays the served one (world 0), so the answers are on its pages
+    (a question of world 7 asked against world 0 is unanswerable: every RAPO rollout failed, no gradient)."""
+    from fathom.rl.data import offline_rows
+    from fathom.web.offline import ensure_offline_web
+
+    served = ensure_offline_web(seed=0)
+    objects = {str(f["object"]) for f in served.facts()}
+    for hops in (1, 3):
+        rows = offline_rows(4, hops=hops, seed=7)
+        assert [r["id"] for r in rows] == [q.id for q in served.questions(4, hops=hops, seed=7)]
+        assert all(r["answer"] in objects and r["hops"] == hops for r in rows)
+    assert [r["id"] for r in offline_rows(4, hops=1, seed=7)] != [r["id"] for r in offline_rows(4, hops=1, seed=0)]
+
+
 def test_stage2_filter_refuses_an_empty_mixture(tmp_path):
     from fathom.rl.filter import filter_against_policy
 

@@ -101,14 +101,18 @@ def load_rl_rows(path: Path, *, source: str | None = None, limit: int | None = N
     return rows[:limit] if limit else rows
 
 
-def offline_rows(n: int = 8, *, hops: int = 2, seed: int = 0) -> list[dict]:
-    """Questions with ground truth from the offline web (answerable only by searching it)."""
+def offline_rows(n: int = 8, *, hops: int = 2, seed: int = 0, world_seed: int = 0) -> list[dict]:
+    """Questions with ground truth from the offline web (answerable only by searching it).
+
+    `world_seed` is the world the questions are about and must be the world the tool server serves (the training
+    stack serves world 0, `fathom.web.stack.offline_stack`); `seed` only picks which of its questions. A question of
+    another world is unanswerable there: every rollout fails and RAPO sees no gradient."""
     try:
         from fathom.web.offline import ensure_offline_web
     except ImportError:
         log.warning("fathom.web.offline is not available: using %d built-in questions", len(FALLBACK_QUESTIONS))
         return normalize_rows(({"prompt": q, "answer": a} for q, a in FALLBACK_QUESTIONS[:n]), source="builtin")
-    web = ensure_offline_web(seed=seed)
+    web = ensure_offline_web(seed=world_seed)
     qs = web.questions(n, hops=hops, seed=seed)
     return normalize_rows(({"id": q.id, "prompt": q.question, "answer": q.answer, "hops": len(q.hops)} for q in qs),
                           source="offline-web")
