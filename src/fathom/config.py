@@ -23,11 +23,12 @@ from fathom.errors import ConfigError
 EMBEDDED_MODEL = "smollm2"
 
 
-#: glibc malloc settings for the processes that train or generate on CPU: serve every allocation from the heap and keep
-#: freed memory in the process. With glibc's defaults, torch on CPU returns its large per-step buffers to the OS and
-#: takes them back (mmap/munmap, page faults zeroing fresh pages) on every step: `benchmarks/bench_rapo.py --quick`
-#: spent 6.1 CPU-s per step, 72 s of its 132 s in the kernel; with these 2.4 CPU-s per step and 3 s in the kernel
-#: (the trim threshold and top pad alone: no change). glibc reads them when a process starts.
+#: glibc malloc settings of the test processes: serve every allocation from the heap and keep freed memory in the
+#: process. With glibc's defaults, torch on CPU returns its large per-step buffers to the OS and takes them back
+#: (mmap/munmap, page faults zeroing fresh pages) on every step: `benchmarks/bench_rapo.py --quick` spent 6.1 CPU-s per
+#: step, 72 s of its 132 s in the kernel; with these 2.4 CPU-s per step and 3 s in the kernel (the trim threshold and
+#: top pad alone: no change). Not for long runs: a `cpu`-preset RAPO run of the embedded policy (rollouts of varying
+#: length) grew to 23 GB resident under them and was killed by the OOM killer in its third step.
 CPU_MALLOC_ENV: dict[str, str] = {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
                                   "MALLOC_TOP_PAD_": str(256 << 20)}
 

@@ -215,10 +215,8 @@ def run_local(name: str, args: dict[str, Any] | None = None, root: Path | None =
     # the tasks run `python -m kfp.dsl.executor_main` in subprocesses: they must import `components`/`fathom`
     repo = str(Path(mod.__file__).resolve().parents[1])
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [repo, os.environ.get("PYTHONPATH", "")] if p)
-    from fathom.config import set_cpu_malloc_env
     from fathom.llm.embedded import is_prepared, prepare_embedded
 
-    set_cpu_malloc_env()  # the tasks are processes started from this one: CPU training on glibc's malloc
     if not is_prepared():
         prepare_embedded()  # once, here, rather than racing inside parallel tasks
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
