@@ -183,7 +183,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=None, help="Held-out questions (split evenly over 1, 2, 3 hops; "
                     "default 200, 3 with --quick).")
     ap.add_argument("--work", type=Path, default=Path(".cache/bench-learning"), help="Work folder (resumable).")
-    ap.add_argument("--rapo-prompts", type=int, default=8, help="Training prompts of the RAPO run (world seed 0).")
+    ap.add_argument("--rapo-prompts", type=int, default=12, help="Training prompts of the RAPO run (world seed 0, "
+                    "half 1-hop, half 2-hop; 2 epochs of 2 prompts per step: 12 steps).")
     ap.add_argument("--rapo-quick", action="store_true", help="RAPO on 4 prompts (fewer steps); the old --quick.")
     ap.add_argument("--rapo-preset", default="cpu", help="RAPOConfig preset of the RAPO run: a preset name or a "
                     "YAML file of RAPOConfig fields (as `fathom train search --config`).")
