@@ -12,11 +12,17 @@ import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# glibc malloc settings of CPU training (fathom.config.CPU_MALLOC_ENV, ~2.5x fewer CPU-s per RAPO step) for the
-# processes the tests start: the pytest-xdist workers, the kfp.local pipeline steps, torchrun workers, benchmark runs
-from fathom.config import set_cpu_malloc_env
-
-set_cpu_malloc_env()
+# glibc malloc: serve every allocation from the heap and keep freed memory in the process. With the defaults, torch
+# on CPU returns its large per-step buffers to the OS and takes them back (mmap/munmap, page faults zeroing fresh
+# pages) on every step: benchmarks/bench_rapo.py --quick spent 6.1 CPU-s per step, 72 s of its 132 s in the kernel;
+# with these, 2.4 CPU-s per step and 3 s in the kernel (trim threshold and top pad alone: no change). glibc reads
+# them at process start, so they are set here for the processes the tests start: the pytest-xdist workers, the
+# kfp.local pipeline steps, torchrun workers and benchmark runs. Only here, not for long runs: a `cpu`-preset RAPO run
+# of the embedded policy grew to 23 GB resident under them and was OOM-killed in its third step (18.5 GB at most with
+# glibc's defaults, sampled every 30 s).
+for _name, _value in {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
+                      "MALLOC_TOP_PAD_": str(256 << 20)}.items():
+    os.environ.setdefault(_name, _value)
 
 
 _PRINT = builtins.print

@@ -1,9 +1,5 @@
 """Role configuration: the compact spec, validation, and key handling."""
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from fathom.config import RoleConfig
@@ -37,15 +33,3 @@ def test_parse_rejects_ambiguous_specs(bad):
 def test_remote_role_needs_base_url():
     with pytest.raises(ValueError):
         RoleConfig(model="gpt-4.1-mini")
-
-
-def test_cpu_malloc_env_reaches_child_processes_and_keeps_a_set_value(monkeypatch):
-    from fathom.config import CPU_MALLOC_ENV, set_cpu_malloc_env
-
-    for name in CPU_MALLOC_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MALLOC_TOP_PAD_", "1234")
-    set_cpu_malloc_env()
-    code = f"import os, json; print(json.dumps({{k: os.environ.get(k) for k in {sorted(CPU_MALLOC_ENV)!r}}}))"
-    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(child.stdout) == {**CPU_MALLOC_ENV, "MALLOC_TOP_PAD_": "1234"}

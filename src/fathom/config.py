@@ -23,23 +23,6 @@ from fathom.errors import ConfigError
 EMBEDDED_MODEL = "smollm2"
 
 
-#: glibc malloc settings of the test processes: serve every allocation from the heap and keep freed memory in the
-#: process. With glibc's defaults, torch on CPU returns its large per-step buffers to the OS and takes them back
-#: (mmap/munmap, page faults zeroing fresh pages) on every step: `benchmarks/bench_rapo.py --quick` spent 6.1 CPU-s per
-#: step, 72 s of its 132 s in the kernel; with these 2.4 CPU-s per step and 3 s in the kernel (the trim threshold and
-#: top pad alone: no change). Not for long runs: a `cpu`-preset RAPO run of the embedded policy (rollouts of varying
-#: length) grew to 23 GB resident under them and was killed by the OOM killer in its third step; with glibc's
-#: defaults the same run peaked at 18.5 GB (sampled every 30 s).
-CPU_MALLOC_ENV: dict[str, str] = {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
-                                  "MALLOC_TOP_PAD_": str(256 << 20)}
-
-
-def set_cpu_malloc_env() -> None:
-    """Give the processes this one starts `CPU_MALLOC_ENV` (a setting already in the environment wins)."""
-    for name, value in CPU_MALLOC_ENV.items():
-        os.environ.setdefault(name, value)
-
-
 def fathom_home() -> Path:
     """Root of caches (converted models, web cache, indexes). ``FATHOM_HOME`` overrides ``~/.cache/fathom``."""
     return Path(os.environ.get("FATHOM_HOME", Path.home() / ".cache" / "fathom")).expanduser()
