@@ -121,3 +121,23 @@ def test_an_unprepared_synthesizer_is_a_clear_error(synth_home):
     embedded, _ = synth_home
     with pytest.raises(ConfigError, match="--prepare-synthesizer"):
         embedded.resolve_local_model(embedded.EMBEDDED_SYNTH)
+
+
+def test_the_synthesizer_fingerprint_does_not_depend_on_where_the_checkout_is(tmp_path, monkeypatch,
+                                                                             embedded_model_dir):
+    """A fresh clone elsewhere with the same FATHOM_HOME reuses the prepared synthesizer: the recipe's files count
+    by their bytes, not their paths (a path in the fingerprint made the clone's set-up prepare it again, 24 min)."""
+    from fathom.llm import embedded
+
+    monkeypatch.setattr(embedded, "prepare_embedded", lambda force=False: embedded_model_dir)
+    corpus, preset = embedded.synth_recipe()
+    here = embedded.synth_fingerprints()[1]
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    moved = corpus.model_copy(update={k: clone / getattr(corpus, k).name for k in ("seeds_path", "themes_path")})
+    for k in ("seeds_path", "themes_path"):
+        shutil.copy2(getattr(corpus, k), getattr(moved, k))
+    monkeypatch.setattr(embedded, "synth_recipe", lambda: (moved, preset))
+    assert embedded.synth_fingerprints()[1] == here
+    moved.themes_path.write_text(moved.themes_path.read_text() + "a new theme\n")  # same place, other contents
+    assert embedded.synth_fingerprints()[1] != here

@@ -31,7 +31,7 @@ def gguf_path() -> Path:
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(f"the embedded model package is not installed: run `{INSTALL_HINT}`")
-    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
     if not path.exists():
         raise ConfigError(f"{path} is missing; reinstall with `{INSTALL_HINT}`")
     return path
@@ -154,6 +154,18 @@ def synth_recipe():
     return SFTCorpusConfig(n=48, source="world", world_related=1, world_attrs=1, world_claims=2), "embedded"
 
 
+def _location_free_json(cfg) -> str:
+    """A config as JSON with each file path replaced by the digest of the file's bytes: the same recipe has the
+    same identity wherever the checkout is (a path in the fingerprint made a fresh clone prepare again)."""
+    import hashlib
+
+    data = cfg.model_dump(mode="json")
+    for name, value in cfg:
+        if isinstance(value, Path):
+            data[name] = hashlib.sha256(value.read_bytes()).hexdigest() if value.is_file() else None
+    return json.dumps(data, sort_keys=True)
+
+
 def synth_fingerprints(path: Path | None = None) -> tuple[str | None, str]:
     """(fingerprint of the prepared synthesizer, fingerprint of today's recipe), as :func:`policy_fingerprints`."""
     import hashlib
@@ -163,7 +175,7 @@ def synth_fingerprints(path: Path | None = None) -> tuple[str | None, str]:
     from fathom.synth.prompt import SYNTH_TEMPLATE_VERSION
 
     corpus, preset = synth_recipe()
-    h = hashlib.sha256(f"{corpus.model_dump_json()}|{json.dumps(PRESETS[preset], sort_keys=True)}|"
+    h = hashlib.sha256(f"{_location_free_json(corpus)}|{json.dumps(PRESETS[preset], sort_keys=True)}|"
                        f"{SYNTH_TEMPLATE_VERSION}|{SYNTH_RECIPE_VERSION}".encode())
     weights_digest(h, prepare_embedded())
     return _recorded_fingerprint((path or synth_dir()) / "synthesizer.json"), h.hexdigest()[:16]
