@@ -43,6 +43,8 @@ def _run(tmp_path):
     assert 1 <= len(traj["turns"]) <= 2 and traj["prompt"].endswith("<|im_start|>assistant\n<think>")
     assert "report" in payload and isinstance(payload["report"]["report"], str)
     assert json.loads(save.read_text())["trajectory"]["question"] == "What is the capital of France?"
+    # 16 tokens cannot hold a report that passes the checks: a local synthesizer samples 3 (seeds 0, 1, 2)
+    assert "report attempt 3 of 3" in result.stderr and "missing_section" in result.stderr
 
 
 def test_research_cli_rejects_bad_preset():

@@ -81,3 +81,39 @@ async def test_cancelled_row_stops_and_the_others_finish(batched):
 async def test_max_batch_must_be_positive(embedded_model_dir):
     with pytest.raises(ValueError, match="max_batch"):
         LocalClient(embedded_model_dir, max_batch=0)
+
+
+def test_looping_period_worked_examples():
+    from fathom.llm.local import looping_period
+
+    block = [7, 8, 9, 10, 11, 12, 13, 14]
+    assert looping_period([1, 2, 3] + block * 4, repeats=4) == 8
+    assert looping_period([1, 2, 3] + block * 4, repeats=5) is None  # only 4 repeats
+    assert looping_period(block * 3, repeats=4) is None
+    assert looping_period([5] * 32, repeats=4) == 8  # one token over and over: blocks of 8 identical tokens
+    assert looping_period([5] * 31, repeats=4) is None  # too short to hold 4 blocks of 8
+    ten = list(range(10))
+    assert looping_period(ten * 4 + [0, 1, 2], repeats=4) == 10  # mid-block: the loop goes on (3..9, 0..2)
+    assert looping_period(ten * 4 + [5], repeats=4) is None  # the loop broke
+    assert looping_period([99] + ten * 4, repeats=4) == 10
+    assert looping_period(list(range(200)), repeats=2) is None
+
+
+async def test_a_looping_row_ends_early_and_the_others_go_on(embedded_model_dir, unbatched, batched):
+    """With stop_loops, a row that repeats one block 4 times ends there (finish `length`: it was cut), on both
+    generation paths; it is the same text as far as it goes, and a row of another request in its batch goes on."""
+    prompt = "the cat sat on the mat. " * 12
+    plain = await unbatched.complete(prompt, max_tokens=120)
+    assert plain.completion_tokens == 120  # greedy SmolLM2 goes on repeating the sentence to its budget
+    for max_batch in (1, 8):
+        client = LocalClient(embedded_model_dir, name="local:smollm2", max_batch=max_batch, batch_window_s=0.05,
+                             stop_loops=4)
+        looped = await client.complete(prompt, max_tokens=120)
+        assert looped.finish_reason == "length" and 32 <= looped.completion_tokens < 120, looped
+        assert plain.text.startswith(looped.text)
+    other = batched.render_chat([{"role": "user", "content": "Name three colours."}])
+    ref = await unbatched.complete(other, max_tokens=10)
+    cut, full = await asyncio.gather(client.complete(prompt, max_tokens=120), batched.complete(other, max_tokens=10))
+    assert cut.completion_tokens == looped.completion_tokens and _key(full) == _key(ref)
+    with pytest.raises(ValueError, match="stop_loops"):
+        LocalClient(embedded_model_dir, stop_loops=1)

@@ -100,8 +100,14 @@ def _write_atomic(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
+#: A local synthesizer's report ends once one block of its output repeats this many times (a looping 135M model
+#: would otherwise write the same sentence until its token budget runs out: minutes on a CPU).
+LOCAL_SYNTH_LOOP_REPEATS = 4
+
+
 async def _research(question: str, tools_url: str, *, policy_role: str, preset: str, config, deepresearch: bool,
-                    synth_role: str, synth_max_tokens: int | None, progress) -> dict[str, Any]:
+                    synth_role: str, synth_max_tokens: int | None, progress, synth_attempts: int | None = None,
+                    synth_seed: int | None = None) -> dict[str, Any]:
     from fathom.agent.loop import run_agent
     from fathom.agent.tools import HttpTools
     from fathom.config import RoleConfig
@@ -117,15 +123,33 @@ async def _research(question: str, tools_url: str, *, policy_role: str, preset: 
             await policy.aclose()
     out["trajectory"] = traj
     if deepresearch:
+        from fathom.sftdata.config import ReportFilterConfig
+        from fathom.sftdata.filters import check_report
         from fathom.synth import synthesize
 
-        synth = make_client(RoleConfig.parse(synth_role))
-        max_tokens = synth_max_tokens or (2048 if synth_role.startswith("local:") else 10_000)
-        progress.status.update(f"synthesizing the report with {synth_role} (≤ {max_tokens} tokens)...")
-        try:
-            out["report"] = await synthesize(question, traj, synth, max_tokens=max_tokens)
+        local = synth_role.startswith("local:")
+        synth = make_client(RoleConfig.parse(synth_role), stop_loops=LOCAL_SYNTH_LOOP_REPEATS if local else None)
+        max_tokens = synth_max_tokens or (2048 if local else 10_000)
+        attempts = synth_attempts or (3 if local else 1)
+        seed = synth_seed if synth_seed is not None else (0 if local else None)  # a local report is reproducible
+        best, best_rank, notes = None, None, []
+        try:  # sample until a report passes the SFT corpus's report checks; keep the one with the fewest failures
+            for k in range(attempts):
+                progress.status.update(f"synthesizing the report with {synth_role} (≤ {max_tokens} tokens, attempt "
+                                       f"{k + 1} of {attempts})...")
+                rep = await synthesize(question, traj, synth, max_tokens=max_tokens,
+                                       seed=None if seed is None else seed + k)
+                failed = check_report(rep, ReportFilterConfig())
+                rank = (len(failed), rep.finish_reason == "length")
+                if best_rank is None or rank < best_rank:
+                    best, best_rank = rep, rank
+                if rank == (0, False):
+                    break
+                cut = " (cut: a loop or the token limit)" if rep.finish_reason == "length" else ""
+                notes.append(f"report attempt {k + 1} of {attempts}: {', '.join(failed) or 'complete'}{cut}")
         finally:
             await synth.aclose()
+        out["report"], out["report_notes"] = best, notes
     return out
 
 
@@ -149,13 +173,17 @@ def register(app: typer.Typer) -> None:
                                                        help="New tokens per turn (default 512 local, 8192 remote)."),
         temperature: float | None = typer.Option(None, "--temperature",
                                                  help="Sampling temperature (default 0 local, 0.6 remote)."),
-        seed: int | None = typer.Option(None, "--seed", help="Sampling seed."),
+        seed: int | None = typer.Option(None, "--seed", help="Sampling seed (the agent's; report attempt k samples "
+                                        "with seed + k, default 0 + k for a local synthesizer)."),
         deepresearch: bool = typer.Option(False, "--deepresearch", help="Write a cited report with the synthesizer."),
         synthesizer: str = typer.Option("auto", "--synthesizer", help="Synthesizer role; auto = the prepared "
                                         "embedded synthesizer (local:smollm2-synth, `fathom models "
                                         "--prepare-synthesizer`), else local:smollm2."),
         synth_max_tokens: int | None = typer.Option(None, "--synth-max-tokens",
                                                     help="Report tokens (default 2048 local, 10000 remote)."),
+        synth_attempts: int | None = typer.Option(None, "--synth-attempts", min=1, help="Reports to sample until "
+                                                  "one passes the report checks (sections, plan, citations in the "
+                                                  "trace); the best is printed (default 3 local, 1 remote)."),
         web_seed: int = typer.Option(0, "--web-seed", help="Seed of the offline web (in-process stack)."),
         web_pages: int = typer.Option(120, "--web-pages", help="Pages of the offline web (in-process stack)."),
         query_llm: str = typer.Option("none", "--query-llm", help="Query-LLM role of the in-process tool server "
@@ -206,12 +234,15 @@ def register(app: typer.Typer) -> None:
                   ProgressPrinter(err) as progress):
                 result = asyncio.run(_research(question, url, policy_role=policy, preset=preset, config=cfg,
                                                deepresearch=deepresearch, synth_role=synthesizer,
-                                               synth_max_tokens=synth_max_tokens, progress=progress))
+                                               synth_max_tokens=synth_max_tokens, progress=progress,
+                                               synth_attempts=synth_attempts, synth_seed=seed))
         except (FathomError, FileNotFoundError, ValueError) as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc
 
         traj, report = result["trajectory"], result.get("report")
+        for note in result.get("report_notes", []):
+            err.print(f"[dim]{note}[/dim]")
         payload = {"trajectory": traj.model_dump(mode="json"),
                    "report": report.model_dump(mode="json") if report else None}
         if save:

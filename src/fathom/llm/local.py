@@ -6,7 +6,9 @@ that arrive within ``batch_window_s`` of the first one, or while the previous ba
 a batch of 8–16 small-model requests costs little more than one (``benchmarks/bench_local_batching.py``).
 
 Per request: its own ``max_tokens``, stop strings, cancellation (a row stops at its next token) and EOS end that row
-only (:class:`_RowStops`); the repetition penalty ignores the row's padding (:class:`_PaddedRepetitionPenalty`).
+only (:class:`_RowStops`); the repetition penalty ignores the row's padding (:class:`_PaddedRepetitionPenalty`). A client
+made with ``stop_loops=R`` also ends a row whose last tokens repeat one block R times in a row (:func:`looping_period`:
+a small model that loops would otherwise fill its whole budget; finish reason ``length``, the row was cut).
 Groups: greedy requests batch together (per repetition penalty); unseeded sampling requests batch together (per
 temperature, top-p, penalty); a seeded sampling request runs alone so its seed reproduces the unbatched result.
 Greedy results equal unbatched generation (``tests/llm``). ``max_batch=1`` is the old one-at-a-time path.
@@ -39,6 +41,24 @@ def load_model(path: str):
     return model, tok
 
 
+def looping_period(ids: list[int], repeats: int, min_period: int = 8, max_period: int = 128) -> int | None:
+    """The length p of a block of ``min_period``–``max_period`` tokens that the end of ``ids`` repeats ``repeats``
+    times in a row (``...ABCABCABC``: 3 repeats of a 3-token block), or None. The shortest such block is reported."""
+    n = len(ids)
+    for p in range(min_period, min(max_period, n // repeats) + 1):
+        block = ids[n - p:]
+        if all(ids[n - (k + 1) * p:n - k * p] == block for k in range(1, repeats)):
+            return p
+    return None
+
+
+def _ends_in_loop(row, width: int, repeats: int | None) -> bool:
+    """Whether a generating row (1-D tensor: the prompt, then new tokens from index `width`) ends in a loop."""
+    if not repeats or row.shape[0] - width < 8 * repeats:
+        return False
+    return looping_period(row[max(width, row.shape[0] - 128 * repeats):].tolist(), repeats) is not None
+
+
 @dataclass
 class _Request:
     prompt: str
@@ -49,6 +69,7 @@ class _Request:
     seed: int | None
     repetition_penalty: float | None
     cancel: threading.Event
+    stop_loops: int | None = None  # end the row once a block repeats this many times (looping_period)
     future: Future = field(default_factory=Future)
     t0: float = field(default_factory=time.perf_counter)
     ids: list[int] = field(default_factory=list)  # filled in by the worker (tokenising off the event loop)
@@ -65,12 +86,14 @@ class _Request:
 
 class _RowStops:
     """Per-row stopping for a batched ``generate``: a row ends at EOS, at its own ``max_new``, at its first stop
-    string, or once its caller cancelled; ``lengths[i]`` records how many new tokens row i produced."""
+    string, once its caller cancelled, or (``stop_loops``) once it loops; ``lengths[i]`` records how many new tokens
+    row i produced, ``looped[i]`` whether it was ended for looping."""
 
     def __init__(self, tok, width: int, reqs: list[_Request], eos: set[int]):
         self.tok, self.width, self.reqs, self.eos = tok, width, reqs, eos
         self.lengths: list[int | None] = [None] * len(reqs)
         self.windows = [max((len(s) for s in r.stop), default=0) + 2 for r in reqs]
+        self.looped = [False] * len(reqs)
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
@@ -87,6 +110,8 @@ class _RowStops:
                                        skip_special_tokens=False)
                 if any(s in tail for s in r.stop):
                     self.lengths[i] = t
+            if self.lengths[i] is None and _ends_in_loop(input_ids[i], self.width, r.stop_loops):
+                self.lengths[i], self.looped[i] = t, True
         return torch.tensor([n is not None for n in self.lengths], dtype=torch.bool, device=input_ids.device)
 
 
@@ -218,13 +243,14 @@ class _Batcher:
         results = []
         for i, r in enumerate(reqs):
             n = rows.lengths[i] if rows.lengths[i] is not None else len(new[i])
-            results.append(_finish(tok, new[i][:n], r, len(r.ids), done - r.t0))
+            results.append(_finish(tok, new[i][:n], r, len(r.ids), done - r.t0, rows.looped[i]))
         return results
 
 
-def _finish(tok, new: list[int], req: _Request, prompt_tokens: int, latency: float) -> Completion:
+def _finish(tok, new: list[int], req: _Request, prompt_tokens: int, latency: float,
+            looped: bool = False) -> Completion:
     text = tok.decode(new, skip_special_tokens=True)
-    finish = "length" if len(new) >= req.max_new else "stop"
+    finish = "length" if looped or len(new) >= req.max_new else "stop"
     if req.stop:  # OpenAI semantics: the stop string is not part of the returned text
         cut = [text.find(s) for s in req.stop if s in text]
         if cut:
@@ -242,10 +268,12 @@ class LocalClient(LLMClient):
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, path: str | Path, name: str | None = None, *, max_batch: int = 16,
-                 batch_window_s: float = 0.005):
+                 batch_window_s: float = 0.005, stop_loops: int | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        self.path = str(path)
+        if stop_loops is not None and stop_loops < 2:
+            raise ValueError(f"stop_loops must be >= 2 repeats, got {stop_loops}")
+        self.path, self.stop_loops = str(path), stop_loops
         self.model = name or f"local:{Path(path).name}"
         self._model, self._tok = load_model(self.path)
         self.max_batch, self.batch_window_s = max_batch, batch_window_s
@@ -276,14 +304,22 @@ class LocalClient(LLMClient):
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
+        looped = []
+        repeats, width = self.stop_loops, 0
+
         class _Cancelled(StoppingCriteria):
-            """Ends generation at the next token once the awaiting task was cancelled (e.g. a timeout)."""
+            """Ends generation at the next token once the awaiting task was cancelled (e.g. a timeout) or, with
+            ``stop_loops``, once the output loops."""
 
             def __call__(self, input_ids, scores, **kwargs):
+                if _ends_in_loop(input_ids[0], width, repeats):
+                    looped.append(True)
+                    return torch.ones((input_ids.shape[0],), dtype=torch.bool)
                 return torch.full((input_ids.shape[0],), bool(cancel and cancel.is_set()), dtype=torch.bool)
 
         t0 = time.perf_counter()
         ids = self._tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+        width = ids.shape[1]
         ctx = self.context_length or 8192
         max_new = max(1, min(int(max_tokens), ctx - ids.shape[1]))
         kwargs: dict = {"max_new_tokens": max_new, "pad_token_id": self._tok.pad_token_id or self._tok.eos_token_id}
@@ -302,7 +338,7 @@ class LocalClient(LLMClient):
             out = self._model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
         new = out[0, ids.shape[1]:]
         text = self._tok.decode(new, skip_special_tokens=True)
-        finish = "length" if len(new) >= max_new else "stop"
+        finish = "length" if looped or len(new) >= max_new else "stop"
         if stop:  # OpenAI semantics: the stop string is not part of the returned text
             cut = [text.find(s) for s in stop if s in text]
             if cut:
@@ -322,7 +358,8 @@ class LocalClient(LLMClient):
                 raise
         req = _Request(prompt=prompt, max_tokens=int(max_tokens), temperature=float(temperature or 0.0),
                        top_p=float(top_p), stop=list(stop or []), seed=seed,
-                       repetition_penalty=float(repetition_penalty) if repetition_penalty else None, cancel=cancel)
+                       repetition_penalty=float(repetition_penalty) if repetition_penalty else None, cancel=cancel,
+                       stop_loops=self.stop_loops)
         try:
             return await asyncio.wrap_future(self._batcher.submit(req))
         except asyncio.CancelledError:
