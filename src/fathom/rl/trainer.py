@@ -75,6 +75,44 @@ def call_infos(rollout: Rollout) -> list[CallInfo]:
     return out
 
 
+def length_sorted_micro_batches(batch: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Split a generation batch into `n` micro-batches of rows of similar length, each cut to its own longest
+    completion (TRL pads every completion to the batch's longest and shuffles the rows: one trajectory that ran to
+    its token limit made every row of a CPU step that long).
+
+    Rows are ordered by completion length (the last position of ``completion_mask``), longest first, and split into
+    `n` equal groups; per group, every completion-aligned tensor (``[rows, completion positions, ...]``: ids, masks,
+    per-token logprobs) drops the columns past the group's longest completion — right padding, so no real token
+    moves and the loss is unchanged. Prompt tensors (left-padded) are kept whole; lists are reordered with the rows;
+    0-dim tensors and None pass through. The gradient of an optimizer step is the sum over its micro-batches, so
+    the grouping does not change it (``loss_type`` dapo normalises by the step's token count)."""
+    mask = batch["completion_mask"]
+    rows, width = mask.shape
+    if rows % n:
+        raise ValueError(f"{rows} rows do not split into {n} equal micro-batches")
+    positions = torch.arange(1, width + 1, device=mask.device)
+    lengths = (mask.ne(0) * positions).amax(dim=1)  # 1 + index of the last completion token (0: none)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    size = rows // n
+    out = []
+    for g in range(n):
+        idx = order[g * size:(g + 1) * size]
+        keep = max(int(lengths[idx].max()), 1)
+        part: dict[str, Any] = {}
+        for key, v in batch.items():
+            if v is None or (isinstance(v, torch.Tensor) and v.ndim == 0):
+                part[key] = v
+            elif isinstance(v, torch.Tensor):
+                v = v[idx]
+                if v.ndim >= 2 and v.shape[1] == width and not key.startswith("prompt"):
+                    v = v[:, :keep]
+                part[key] = v
+            else:
+                part[key] = [v[int(i)] for i in idx]
+        out.append(part)
+    return out
+
+
 class RAPOTrainer(GRPOTrainer):
     """GRPO with RAPO's three switches (``rapo_prune``, ``rapo_scale_advantages``, ``rapo_replay``) and Fathom
     multi-turn rollouts. ``rows`` are ``{id, prompt, answer, ...}`` dicts (unique ids)."""
@@ -206,6 +244,18 @@ class RAPOTrainer(GRPOTrainer):
         like an on-policy one — the paper's replay — while PPO's clipped ratio still uses the current policy's
         logprobs. Pinned by tests/train/test_replay_is.py."""
         return [None] * len(rollout.completion_ids)
+
+    def _prepare_inputs(self, generation_batch):
+        """TRL's buffering of a generation batch into ``steps_per_generation`` micro-batches, with rows of similar
+        length together and each micro-batch cut to its longest completion (:func:`length_sorted_micro_batches`)
+        instead of a random shuffle of rows all padded to the batch's longest."""
+        if not self.model.training:
+            return super()._prepare_inputs(generation_batch)
+        spg = self.args.steps_per_generation
+        if self._step % (spg * self.num_iterations) == 0 or self._buffered_inputs is None:
+            batch = self._generate_and_score_completions(generation_batch)
+            self._buffered_inputs = length_sorted_micro_batches(batch, spg)
+        return self._buffered_inputs[self._step % spg]
 
     def _generate_and_score_completions(self, inputs):
         training = self.model.training
