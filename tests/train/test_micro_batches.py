@@ -46,6 +46,11 @@ def test_rows_of_similar_length_go_together_and_each_group_is_cut_to_its_longest
                                               for i in range(4)]
     with pytest.raises(ValueError, match="equal micro-batches"):
         length_sorted_micro_batches(b, 3)
+    torch.manual_seed(1)  # not sorted (micro-batches of separate optimizer steps): shuffled, still cut
+    parts = length_sorted_micro_batches(b, 2, sort=False)
+    assert sorted(r for p in parts for r in p["rollouts"]) == ["r0", "r1", "r2", "r3"]
+    for p in parts:
+        assert p["completion_ids"].shape[1] == int(p["completion_mask"].sum(1).max())
 
 
 def test_the_summed_loss_of_the_step_is_unchanged():

@@ -75,24 +75,25 @@ def call_infos(rollout: Rollout) -> list[CallInfo]:
     return out
 
 
-def length_sorted_micro_batches(batch: dict[str, Any], n: int) -> list[dict[str, Any]]:
+def length_sorted_micro_batches(batch: dict[str, Any], n: int, sort: bool = True) -> list[dict[str, Any]]:
     """Split a generation batch into `n` micro-batches of rows of similar length, each cut to its own longest
     completion (TRL pads every completion to the batch's longest and shuffles the rows: one trajectory that ran to
     its token limit made every row of a CPU step that long).
 
-    Rows are ordered by completion length (the last position of ``completion_mask``), longest first, and split into
-    `n` equal groups; per group, every completion-aligned tensor (``[rows, completion positions, ...]``: ids, masks,
-    per-token logprobs) drops the columns past the group's longest completion — right padding, so no real token
-    moves and the loss is unchanged. Prompt tensors (left-padded) are kept whole; lists are reordered with the rows;
-    0-dim tensors and None pass through. The gradient of an optimizer step is the sum over its micro-batches, so
-    the grouping does not change it (``loss_type`` dapo normalises by the step's token count)."""
+    Rows are ordered by completion length (the last position of ``completion_mask``), longest first — or, with
+    ``sort=False``, shuffled as TRL does — and split into `n` equal groups; per group, every completion-aligned
+    tensor (``[rows, completion positions, ...]``: ids, masks, per-token logprobs) drops the columns past the
+    group's longest completion — right padding, so no real token moves and the loss is unchanged. Prompt tensors
+    (left-padded) are kept whole; lists are reordered with the rows; 0-dim tensors and None pass through. Sort only
+    when all `n` micro-batches go into one optimizer step: its gradient is their sum, so the grouping does not
+    change it (``loss_type`` dapo normalises by the step's token count)."""
     mask = batch["completion_mask"]
     rows, width = mask.shape
     if rows % n:
         raise ValueError(f"{rows} rows do not split into {n} equal micro-batches")
     positions = torch.arange(1, width + 1, device=mask.device)
     lengths = (mask.ne(0) * positions).amax(dim=1)  # 1 + index of the last completion token (0: none)
-    order = torch.argsort(lengths, descending=True, stable=True)
+    order = torch.argsort(lengths, descending=True, stable=True) if sort else torch.randperm(rows)
     size = rows // n
     out = []
     for g in range(n):
@@ -246,15 +247,18 @@ class RAPOTrainer(GRPOTrainer):
         return [None] * len(rollout.completion_ids)
 
     def _prepare_inputs(self, generation_batch):
-        """TRL's buffering of a generation batch into ``steps_per_generation`` micro-batches, with rows of similar
-        length together and each micro-batch cut to its longest completion (:func:`length_sorted_micro_batches`)
-        instead of a random shuffle of rows all padded to the batch's longest."""
+        """TRL's buffering of a generation batch into ``steps_per_generation`` micro-batches, each cut to its
+        longest completion, with rows of similar length together when that leaves the optimizer step unchanged
+        (:func:`length_sorted_micro_batches`), instead of a random shuffle of rows all padded to the longest."""
         if not self.model.training:
             return super()._prepare_inputs(generation_batch)
         spg = self.args.steps_per_generation
         if self._step % (spg * self.num_iterations) == 0 or self._buffered_inputs is None:
             batch = self._generate_and_score_completions(generation_batch)
-            self._buffered_inputs = length_sorted_micro_batches(batch, spg)
+            # sorted only when the micro-batches all accumulate into one optimizer step (else each step would
+            # always get the longest or the shortest rows): shuffled as TRL does, then cut
+            same_step = self.args.gradient_accumulation_steps % spg == 0
+            self._buffered_inputs = length_sorted_micro_batches(batch, spg, sort=same_step)
         return self._buffered_inputs[self._step % spg]
 
     def _generate_and_score_completions(self, inputs):
