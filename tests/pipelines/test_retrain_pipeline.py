@@ -201,7 +201,7 @@ def test_retrain_form_is_small_and_typed(ir):
 #: the embedded run's body arguments (sized for 2 CPU cores: 4 DuetQA items → 2 RAPO steps = one epoch in stage 1)
 EMBEDDED_LOCAL = {
     "preset": "cpu", "policy_base_model": "local:smollm2", "synth_base_model": "local:smollm2", "judge": "exact",
-    "labeller": "heuristic", "tools_url": "", "n_duetqa": 4, "n_sft": 2, "duetqa_config": "{}", "sft_config": "{}",
+    "labeller": "heuristic", "tools_url": "", "n_duetqa": 4, "n_sft": 4, "duetqa_config": "{}", "sft_config": "{}",
     "filter_limit_per_source": 2, "stage1_config_json": json.dumps({"rapo_epochs": 1.0}),
     "stage2_config_json": json.dumps({"rapo_epochs": 1.0, "max_steps": 1}), "sft_config_json": "{}",
     "dtype": "bf16", "synth_yarn_factor": 2.0, "synth_original_max_pos": 40960, "benchmarks": ["offline-web"],
