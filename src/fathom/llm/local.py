@@ -41,7 +41,11 @@ def load_model(path: str):
     return model, tok
 
 
-def looping_period(ids: list[int], repeats: int, min_period: int = 8, max_period: int = 128) -> int | None:
+LOOP_MIN_PERIOD, LOOP_MAX_PERIOD = 8, 128  # block lengths (tokens) that count as a loop
+
+
+def looping_period(ids: list[int], repeats: int, min_period: int = LOOP_MIN_PERIOD,
+                   max_period: int = LOOP_MAX_PERIOD) -> int | None:
     """The length p of a block of ``min_period``–``max_period`` tokens that the end of ``ids`` repeats ``repeats``
     times in a row (``...ABCABCABC``: 3 repeats of a 3-token block), or None. The shortest such block is reported."""
     n = len(ids)
@@ -54,9 +58,9 @@ def looping_period(ids: list[int], repeats: int, min_period: int = 8, max_period
 
 def _ends_in_loop(row, width: int, repeats: int | None) -> bool:
     """Whether a generating row (1-D tensor: the prompt, then new tokens from index `width`) ends in a loop."""
-    if not repeats or row.shape[0] - width < 8 * repeats:
+    if not repeats or row.shape[0] - width < LOOP_MIN_PERIOD * repeats:
         return False
-    return looping_period(row[max(width, row.shape[0] - 128 * repeats):].tolist(), repeats) is not None
+    return looping_period(row[max(width, row.shape[0] - LOOP_MAX_PERIOD * repeats):].tolist(), repeats) is not None
 
 
 @dataclass
