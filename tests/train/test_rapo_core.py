@@ -98,3 +98,22 @@ def test_curriculum_without_pruning_and_exhaustion():
         cur2.record(p, [True, True])
     cur2.next_batch()
     assert cur2.exhausted and cur2.active == ["a", "b"]  # everything solved: stop, keep serving this step
+
+
+def test_a_run_that_ends_with_its_epoch_closes_it():
+    """One batch of two prompts is a whole epoch: when training stops there, `finish` applies Eq. 5 to it (a run's
+    last epoch is otherwise never closed: epochs close lazily, at the next batch); a half-used epoch stays open."""
+    cur = rapo.Curriculum(["a", "b"], 2, seed=0)
+    solved = {"a": [True] * 4, "b": [False, True, False, False]}
+    for p in cur.next_batch():
+        cur.record(p, solved[p])
+    assert cur.epoch == 0 and cur.history == []
+    cur.finish()
+    assert cur.epoch == 1 and cur.pruned == ["a"]
+    assert cur.history == [{"epoch": 0, "seen": 2, "pruned_now": 1, "pruned_total": 1, "active": 1}]
+    cur.finish()  # idempotent: the new epoch has not started
+    assert cur.epoch == 1
+    half = rapo.Curriculum(["a", "b", "c", "d"], 2, seed=0)
+    half.next_batch()
+    half.finish()
+    assert half.epoch == 0 and half.history == []

@@ -215,6 +215,12 @@ class Curriculum:
         self.cursor = 0
         self.order = self._permutation()
 
+    def finish(self) -> None:
+        """Training ended: close the epoch when its order was used up, so Eq. 5 is applied to it and its row is in
+        ``history`` (otherwise an epoch is closed lazily by the next batch, and a run's last epoch never would be)."""
+        if self.cursor >= len(self.order) and not self.exhausted:
+            self._end_epoch()
+
     def next_batch(self) -> list[str]:
         """The prompt ids of the next generation batch (ends the finished epoch first)."""
         if self.cursor >= len(self.order):

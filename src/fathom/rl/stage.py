@@ -160,11 +160,13 @@ def train_search(spec: SearchTrainSpec) -> dict[str, Any]:
         (final / ".complete").write_text(f"stage {spec.stage}\n")
         plots = plot_metrics(metrics_path, out / "plots", title=f"RAPO stage {spec.stage} ({spec.preset})") \
             if args.plots else []
+        trainer.curriculum.finish()
         last = next((r for r in reversed(trainer.state.log_history) if "reward" in r), {})
         summary = {"stage": spec.stage, "preset": spec.preset, "model_in": str(model_dir), "final": str(final),
                    "steps": trainer.state.global_step, "prompts": len(rows), "seconds": round(time.time() - t0, 1),
                    "pruned": len(trainer.curriculum.pruned), "replay_buffer": len(trainer.replay),
                    "replay_insertions": trainer.replay.insertions, "epochs": trainer.curriculum.epoch,
+                   "epoch_history": trainer.curriculum.history,
                    "exhausted": trainer.curriculum.exhausted, "plots": [str(p) for p in plots],
                    "metrics": str(metrics_path), "last": last,
                    "rapo": {"prune": args.rapo_prune, "scale": args.rapo_scale_advantages, "replay": args.rapo_replay},
