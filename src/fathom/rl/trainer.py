@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -187,8 +188,10 @@ class RAPOTrainer(GRPOTrainer):
     # TRL hooks
 
     def _generate(self, prompts: list):
+        t0 = time.perf_counter()
         (prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images,
          tool_images) = super()._generate(prompts)
+        rollout_s = time.perf_counter() - t0
         rollouts: list[Rollout] | None = extra_fields.pop("rollouts", None)
         rows = self._rapo_rows
         if rollouts is None or rows is None or len(rows) != len(rollouts):
@@ -232,7 +235,8 @@ class RAPOTrainer(GRPOTrainer):
         extra_fields["rapo_format"] = [s["format"] for s in scores]
         extra_fields["rapo_answer"] = [s["answer"] for s in scores]
         extra_fields["rapo_reward"] = [s["reward"] for s in scores]
-        self._rapo_local = {"pids": pids, "scores": scores, "replayed": len(replayed)}
+        self._rapo_local = {"pids": pids, "scores": scores, "replayed": len(replayed), "rollout_s": rollout_s,
+                            "tokens": [len(p) + len(c) for p, c in zip(prompt_ids, completion_ids)]}
         return prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, tool_images
 
     def _replay_sampling_logprobs(self, rollout: Rollout) -> list[float | None]:
@@ -297,6 +301,10 @@ class RAPOTrainer(GRPOTrainer):
         for g in range(0, len(rows), G):
             self.curriculum.record(rows[g][0], [c for _, _, c in rows[g:g + G]])
         self._log_rapo(scores, rewards, factor, local_state["replayed"])
+        # where a step's time goes: rollouts (generation + tools) here, the rest of `step_time` is the update
+        m = self._metrics["train"]
+        m["time/rollout_s"].append(local_state["rollout_s"])
+        m["rapo/trajectory_tokens"].append(sum(local_state["tokens"]) / max(len(local_state["tokens"]), 1))
         return out
 
     def _log_rapo(self, scores: list[dict], global_rewards: list[float], factor: float, n_replayed: int) -> None:
