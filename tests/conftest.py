@@ -24,6 +24,13 @@ for _name, _value in {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRES
                       "MALLOC_TOP_PAD_": str(256 << 20)}.items():
     os.environ.setdefault(_name, _value)
 
+# Under pytest-xdist each worker (and every process it starts: kfp.local steps, servers, torchrun, benchmarks) gets
+# its share of the cores: `pytest -n 2` on 2 cores ran two torch processes of 2 OpenMP threads each, whose spinning
+# threads took turns on the same cores (the retrain end-to-end test: 420 s alone, 764 s beside the other worker).
+# Set before torch is imported (OpenMP reads it once); an explicit OMP_NUM_THREADS wins.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+if _workers > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
 
 _PRINT = builtins.print
 

@@ -103,17 +103,18 @@ async def test_a_looping_row_ends_early_and_the_others_go_on(embedded_model_dir,
     """With stop_loops, a row that repeats one block 4 times ends there (finish `length`: it was cut), on both
     generation paths; it is the same text as far as it goes, and a row of another request in its batch goes on."""
     prompt = "the cat sat on the mat. " * 12
-    plain = await unbatched.complete(prompt, max_tokens=120)
-    assert plain.completion_tokens == 120  # greedy SmolLM2 goes on repeating the sentence to its budget
+    budget = 72  # a decode step of SmolLM2 is ~0.1 s here
+    plain = await unbatched.complete(prompt, max_tokens=budget)
+    assert plain.completion_tokens == budget  # greedy SmolLM2 goes on repeating the sentence to its budget
     for max_batch in (1, 8):
         client = LocalClient(embedded_model_dir, name="local:smollm2", max_batch=max_batch, batch_window_s=0.05,
                              stop_loops=4)
-        looped = await client.complete(prompt, max_tokens=120)
-        assert looped.finish_reason == "length" and 32 <= looped.completion_tokens < 120, looped
+        looped = await client.complete(prompt, max_tokens=budget)
+        assert looped.finish_reason == "length" and 32 <= looped.completion_tokens < budget, looped
         assert plain.text.startswith(looped.text)
     other = batched.render_chat([{"role": "user", "content": "Name three colours."}])
     ref = await unbatched.complete(other, max_tokens=10)
-    cut, full = await asyncio.gather(client.complete(prompt, max_tokens=120), batched.complete(other, max_tokens=10))
+    cut, full = await asyncio.gather(client.complete(prompt, max_tokens=budget), batched.complete(other, max_tokens=10))
     assert cut.completion_tokens == looped.completion_tokens and _key(full) == _key(ref)
     with pytest.raises(ValueError, match="stop_loops"):
         LocalClient(embedded_model_dir, stop_loops=1)

@@ -38,7 +38,7 @@ def test_retrain_runs_end_to_end_on_the_embedded_default(tmp_path):
                                      # a cpu-smoke candidate cannot search yet: the endpoint checks only (the
                                      # embedded profile's run also has the release answer a held-out question)
                                      "smoke_agent": False}))
-    args = {"n_duetqa": 8, "n_sft": 2, "gate_require": "non-inferior", "config_uri": str(overrides)}
+    args = {"n_duetqa": 3, "n_sft": 2, "gate_require": "non-inferior", "config_uri": str(overrides)}
     run_local("retrain", args, tmp_path / "root")
 
     runs = [p for p in (tmp_path / "root").iterdir() if p.is_dir()]

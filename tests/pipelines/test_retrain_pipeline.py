@@ -198,12 +198,13 @@ def test_retrain_form_is_small_and_typed(ir):
     assert LOCAL_ARGUMENTS == {"profile": "embedded"}
 
 
-#: the embedded run's body arguments (sized for 2 CPU cores: 3 DuetQA items → 2 kept → 1 RAPO step = one epoch in stage 1)
+#: the embedded run's body arguments (2 CPU cores: 3 DuetQA items → 2 kept → stage 1 is one RAPO step, an epoch)
 EMBEDDED_LOCAL = {
     "preset": "cpu", "policy_base_model": "local:smollm2", "synth_base_model": "local:smollm2", "judge": "exact",
     "labeller": "heuristic", "tools_url": "", "n_duetqa": 3, "n_sft": 2, "duetqa_config": "{}", "sft_config": "{}",
     "filter_limit_per_source": 2, "stage1_config_json": json.dumps({"rapo_epochs": 1.0}),
-    "stage2_config_json": json.dumps({"rapo_epochs": 1.0, "max_steps": 1}), "sft_config_json": json.dumps({"max_steps": 2}),
+    "stage2_config_json": json.dumps({"rapo_epochs": 1.0, "max_steps": 1}),
+    "sft_config_json": json.dumps({"max_steps": 2}),
     "dtype": "bf16", "synth_yarn_factor": 2.0, "synth_original_max_pos": 40960, "benchmarks": ["offline-web"],
     "eval_limit": 20, "baseline_policy": "local:smollm2", "baseline_uri": "", "gate_require": "better",
     "gate_min_delta": 0.0, "gate_max_drop": 0.0, "cluster": False, "servers_dir": "", "ready_timeout_s": 1800.0,

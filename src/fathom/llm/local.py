@@ -7,9 +7,10 @@ a batch of 8–16 small-model requests costs little more than one (``benchmarks/
 questions of an evaluation in one batch took 2/3 of the time of 16 in flight with a tail of 4.
 
 Per request: its own ``max_tokens``, stop strings, cancellation (a row stops at its next token) and EOS end that row
-only (:class:`_RowStops`); the repetition penalty ignores the row's padding (:class:`_PaddedRepetitionPenalty`). A client
-made with ``stop_loops=R`` also ends a row whose last tokens repeat one block R times in a row (:func:`looping_period`:
-a small model that loops would otherwise fill its whole budget; finish reason ``length``, the row was cut).
+only (:class:`_RowStops`); the repetition penalty ignores the row's padding (:class:`_PaddedRepetitionPenalty`). A
+client made with ``stop_loops=R`` also ends a row whose last tokens repeat one block R times in a row
+(:func:`looping_period`: a small model that loops would otherwise fill its whole budget; finish reason ``length``, the
+row was cut).
 Groups: greedy requests batch together (per repetition penalty); unseeded sampling requests batch together (per
 temperature, top-p, penalty); a seeded sampling request runs alone so its seed reproduces the unbatched result.
 Greedy results equal unbatched generation (``tests/llm``). ``max_batch=1`` is the old one-at-a-time path.
