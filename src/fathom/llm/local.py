@@ -162,7 +162,11 @@ class _Batcher:
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         # the weights of a local model never change while it serves: caches stay valid (agent transcripts grow
         # turn by turn and share the system prompt, so most of a prefill is reused)
-        self.cache = PrefixCacheGenerator(model, pad_id=pad_id, max_entries=max(16, 2 * max_batch))
+        # a cached transcript per row in flight and as many spare (the shared system prompt among them), at most 16
+        # spare: batches up to 16 keep their caches as before; a batch of 32 would otherwise keep 64 transcripts
+        # (~90 MB each at 2k tokens), most of them of finished questions
+        self.cache = PrefixCacheGenerator(model, pad_id=pad_id,
+                                          max_entries=max(16, min(2 * max_batch, max_batch + 16)))
         self._thread = threading.Thread(target=self._run, name="local-llm-batcher", daemon=True)
         self._thread.start()
 
