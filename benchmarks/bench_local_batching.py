@@ -10,8 +10,11 @@ and generated tokens/s per arm (median and min–max over rounds) and the speed-
     python benchmarks/bench_local_batching.py [--rounds 3] [--requests 16] [--new-tokens 48] [--max-batch 16]
     python benchmarks/bench_local_batching.py --quick               # 4 requests x 8 new tokens, 3 rounds
     python benchmarks/bench_local_batching.py --inject-slowdown 2   # generation does twice its CPU work (both arms)
+    python benchmarks/bench_local_batching.py --dtypes fp32,bf16    # the batched arm in each precision instead
 
-The headline is the batched arm's completions/s (the slowdown hits both arms alike, so the speed-up cannot move).
+The headline is the (first) batched arm's completions/s (the slowdown hits both arms alike, so the speed-up cannot
+move). With ``--dtypes`` the arms are the batched client in each precision (``LocalClient(dtype=...)``; ``auto`` is
+bf16 where the CPU computes bf16 natively) and the run also counts the completions that are identical across them.
 """
 
 from __future__ import annotations
@@ -47,14 +50,14 @@ def _stats(xs: list[float]) -> str:
     return f"{statistics.median(xs):8.2f}   [{min(xs):.2f} – {max(xs):.2f}]"
 
 
-async def _round(client, prompts: list[str], new_tokens: int) -> tuple[float, int]:
+async def _round(client, prompts: list[str], new_tokens: int) -> tuple[float, int, list[str]]:
     from fathom.agent.format import STOP_STRINGS
 
     t0 = time.perf_counter()
     outs = await asyncio.gather(*(client.complete(p, max_tokens=new_tokens, temperature=0.0,
                                                   stop=list(STOP_STRINGS), repetition_penalty=1.05)
                                   for p in prompts))
-    return time.perf_counter() - t0, sum(o.completion_tokens for o in outs)
+    return time.perf_counter() - t0, sum(o.completion_tokens for o in outs), [o.text for o in outs]
 
 
 def main() -> None:
@@ -65,6 +68,8 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--batched-only", action="store_true", help="only the batched arm (the sensitivity test)")
     ap.add_argument("--model", default="smollm2", help="'smollm2' (embedded) or a Hugging Face folder")
+    ap.add_argument("--dtype", default="auto", help="precision of the arms: auto, bf16 or fp32 (LocalClient)")
+    ap.add_argument("--dtypes", default="", help="comma-separated precisions: one batched arm each (e.g. fp32,bf16)")
     args = ap.parse_args()
     args.rounds = H.rounds_of(args)
     args.requests = args.requests or (4 if args.quick else 16)
@@ -74,38 +79,50 @@ def main() -> None:
 
     from fathom.agent.format import build_prompt, preset_schemas
     from fathom.llm.embedded import resolve_local_model
-    from fathom.llm.local import LocalClient
+    from fathom.llm.local import LocalClient, local_dtype
 
     path = resolve_local_model(args.model)
-    batched = LocalClient(path, max_batch=args.max_batch)
-    single = LocalClient(path, max_batch=1)
+    if args.dtypes:
+        clients = {f"batched {local_dtype(d)}": LocalClient(path, max_batch=args.max_batch, dtype=d)
+                   for d in args.dtypes.split(",")}
+    else:
+        clients = {"batched": LocalClient(path, max_batch=args.max_batch, dtype=args.dtype)}
+        if not args.batched_only:
+            clients["one-at-a-time"] = LocalClient(path, max_batch=1, dtype=args.dtype)
     if args.inject_slowdown != 1:  # the generation step of each arm (the batcher's thread; to_thread for single)
-        batched._batcher._generate = H.slow_down(batched._batcher._generate, args.inject_slowdown)
-        single._generate = H.slow_down(single._generate, args.inject_slowdown)
-    H.banner("in-process model: micro-batched vs one request at a time", args)
+        for c in clients.values():
+            if c._batcher:
+                c._batcher._generate = H.slow_down(c._batcher._generate, args.inject_slowdown)
+            else:
+                c._generate = H.slow_down(c._generate, args.inject_slowdown)
+    batched = next(iter(clients.values()))
+    H.banner("in-process model: " + (" vs ".join(clients) if args.dtypes
+                                     else "micro-batched vs one request at a time"), args)
     schemas = preset_schemas("fathom")
     prompts = [build_prompt(QUESTIONS[i % len(QUESTIONS)] + ("" if i < len(QUESTIONS) else f" ({i})"), schemas)
                for i in range(args.requests)]
     lens = [batched.count_tokens(p) for p in prompts]
-    print(f"model {path.name} · torch threads {torch.get_num_threads()} · {args.requests} concurrent requests · "
+    print(f"model {path.name} · {', '.join(f'{n}: {c.dtype}' for n, c in clients.items())} · "
+          f"torch threads {torch.get_num_threads()} · {args.requests} concurrent requests · "
           f"prompt {min(lens)}–{max(lens)} tokens · {args.new_tokens} new tokens · greedy · max_batch "
           f"{args.max_batch} · {args.rounds} rounds", flush=True)
 
     async def run():
         # warm-up: allocations, kernels and the batcher's prefix cache (a first round is a cold prefill of every
         # prompt; without this, round 1 of the batched arm alone is cold and the rounds are not alike)
-        await _round(batched, prompts, args.new_tokens)
-        res: dict[str, list[tuple[float, int]]] = {"batched": []} if args.batched_only else {
-            "batched": [], "one-at-a-time": []}
+        for c in clients.values():
+            await _round(c, prompts, args.new_tokens)
+        res: dict[str, list[tuple[float, int]]] = {name: [] for name in clients}
+        texts: dict[str, list[str]] = {}
+        arms = list(clients.items())
         for r in range(args.rounds):
-            arms = [("batched", batched), ("one-at-a-time", single)][: len(res)]
             for name, client in arms if r % 2 == 0 else arms[::-1]:
-                wall, toks = await _round(client, prompts, args.new_tokens)
+                wall, toks, texts[name] = await _round(client, prompts, args.new_tokens)
                 res[name].append((wall, toks))
                 print(f"  round {r + 1} {name:14s} {wall:7.2f} s  {toks} tokens", flush=True)
-        return res
+        return res, texts
 
-    res = asyncio.run(run())
+    res, texts = asyncio.run(run())
     sizes = batched._batcher.batch_sizes[1:] if batched._batcher else []
     print(f"\nbatch sizes seen by the batched arm: {sizes}")
     print(f"\n{'arm':14s} {'completions/s (median [min – max])':38s} {'tokens/s (median [min – max])'}")
@@ -113,13 +130,22 @@ def main() -> None:
         cps = [args.requests / w for w, _ in rows]
         tps = [t / w for w, t in rows]
         print(f"{name:14s} {_stats(cps):38s} {_stats(tps)}")
+    if args.dtypes:
+        first, *others = res
+        for name in others:
+            speed = [b / a for (a, _), (b, _) in zip(res[name], res[first])]
+            same = sum(x == y for x, y in zip(texts[first], texts[name]))
+            print(f"\n{name} vs {first}: wall-time ratio per round ({first} ÷ {name}) median "
+                  f"{statistics.median(speed):.2f}× [{min(speed):.2f} – {max(speed):.2f}]; identical completions "
+                  f"{same}/{len(prompts)} (greedy)")
     if "one-at-a-time" in res:
         speed = [s / b for (b, _), (s, _) in zip(res["batched"], res["one-at-a-time"])]
         print(f"\nspeed-up (one-at-a-time wall ÷ batched wall, per round): median {statistics.median(speed):.2f}× "
               f"[{min(speed):.2f} – {max(speed):.2f}]")
         print("(the batched arm goes through the batcher's prefix cache, the other arm through plain generate(): the "
               "speed-up is micro-batching and prefix reuse together)")
-    H.headline("batched completions/s", [args.requests / w for w, _ in res["batched"]], "higher", "1/s")
+    first = next(iter(res))
+    H.headline(f"{first} completions/s", [args.requests / w for w, _ in res[first]], "higher", "1/s")
 
 
 if __name__ == "__main__":

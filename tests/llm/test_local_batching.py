@@ -118,3 +118,41 @@ async def test_a_looping_row_ends_early_and_the_others_go_on(embedded_model_dir,
     assert cut.completion_tokens == looped.completion_tokens and _key(full) == _key(ref)
     with pytest.raises(ValueError, match="stop_loops"):
         LocalClient(embedded_model_dir, stop_loops=1)
+
+
+def test_local_dtype_worked_examples(monkeypatch):
+    import torch
+
+    from fathom.llm.local import local_dtype
+
+    assert local_dtype() == "fp32" and local_dtype("bf16") == "bf16"
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert local_dtype("auto") == "fp32"  # no native bf16: emulated bf16 would be slower than fp32
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert local_dtype("auto") == "bf16"
+    with pytest.raises(ValueError, match="fp16"):
+        local_dtype("fp16")
+
+
+async def test_a_bf16_client_runs_its_own_weights_and_keeps_every_row_s_limits(embedded_model_dir, batched):
+    import torch
+
+    bf16 = LocalClient(embedded_model_dir, name="local:smollm2", max_batch=8, batch_window_s=0.05, dtype="bf16")
+    assert bf16.dtype == "bf16" and next(bf16._model.parameters()).dtype == torch.bfloat16
+    assert next(batched._model.parameters()).dtype == torch.float32  # the fp32 client's model is its own
+    reqs = _requests(bf16)
+    many = await asyncio.gather(*(bf16.complete(p, **kw) for p, kw in reqs))
+    assert all(c.completion_tokens <= kw["max_tokens"] for c, (_, kw) in zip(many, reqs))
+    assert many[3].finish_reason == "stop" and "," not in many[3].text and many[3].completion_tokens < 8
+    assert many[4].finish_reason == "length" and many[4].completion_tokens == 5
+    assert many[0].text.strip(), "bf16 generates text"
+
+
+def test_an_evaluated_local_policy_gets_its_precision(embedded_model_dir):
+    from fathom.evaluate.agents import AgentSettings, SearchAgent
+
+    agent = SearchAgent(AgentSettings(policy="local:smollm2", tools_url="http://127.0.0.1:9", local_dtype="bf16"),
+                        "fathom")
+    assert agent.policy.dtype == "bf16"
+    assert SearchAgent(AgentSettings(policy="local:smollm2", tools_url="http://127.0.0.1:9"), "fathom").policy.dtype \
+        == "fp32"

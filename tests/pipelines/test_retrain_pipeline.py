@@ -222,7 +222,7 @@ def test_embedded_profile_keeps_the_local_run():
     for key, value in EMBEDDED_LOCAL.items():
         assert args[key] == value, key
     ev = json.loads(args["eval_config_json"])
-    assert ev == {k: v for k, v in heldout_eval_config(20).items() if k != "limit"}
+    assert ev == {k: v for k, v in heldout_eval_config(20, local_dtype="auto").items() if k != "limit"}
     assert ev["web_seed"] == HELD_OUT_WORLD_SEED
     assert args["run_uri"] == args["stage1_checkpoints"] == args["policy_uri"] == args["baseline_parent"] == ""
     deploy = DeployConfig.model_validate_json(args["deploy_config"])

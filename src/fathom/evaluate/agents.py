@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -36,6 +36,9 @@ class AgentSettings(BaseModel):
 
     agent: str = Field(default="fathom", description="Registered agent adapter name (see `list_agents()`).")
     policy: str = Field(default="local:smollm2", description="Policy role: local:<model> or URL#model[@KEY_ENV].")
+    local_dtype: Literal["fp32", "bf16", "auto"] = Field(
+        default="fp32", description="Precision of a local: policy (an endpoint serves its own): fp32 (greedy answers "
+        "do not depend on batching), bf16, or auto (bf16 where the CPU computes it natively; fathom.llm.local).")
     tools_url: str | None = Field(default=None, description="Tool server base URL (None: the runner starts the "
                                   "in-process offline stack for agents that need tools).")
     max_turns: int = Field(default=32, ge=1, description="Maximum model turns per question.")
@@ -142,7 +145,7 @@ class SearchAgent:
 
         self.name = settings.agent
         self.settings = settings
-        self.policy = make_client(settings.policy)
+        self.policy = make_client(settings.policy, local_dtype=settings.local_dtype)
         self.tool_client = ToolClient(settings.tools_url or "")
         self.tools = HttpTools(self.tool_client, preset=preset)
         wanted = {"max_turns": settings.max_turns, "max_tokens_per_turn": settings.max_tokens_per_turn,
@@ -193,7 +196,7 @@ class NoSearchAgent:
 
         self.name = "no-search"
         self.settings = settings
-        self.client = make_client(settings.policy)
+        self.client = make_client(settings.policy, local_dtype=settings.local_dtype)
 
     async def answer(self, question: str) -> AgentOutput:
         messages = [{"role": "system", "content": NO_SEARCH_SYSTEM},
@@ -261,7 +264,7 @@ class TagSearchAgent:
         self.name = settings.agent
         self.settings = settings
         self.fmt = fmt
-        self.client = make_client(settings.policy)
+        self.client = make_client(settings.policy, local_dtype=settings.local_dtype)
         self.tool_client = ToolClient(settings.tools_url or "")
 
     def _prefix(self, question: str) -> str:

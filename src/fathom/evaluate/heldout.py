@@ -15,10 +15,13 @@ HELD_OUT_WORLD_SEED = 1000
 HELD_OUT_CONCURRENCY = 20
 
 
-def heldout_eval_config(n: int, *, policy: str = "local:smollm2") -> dict:
-    """EvalConfig fields (without `datasets`/`out`) of the held-out offline-web evaluation of `n` questions."""
+def heldout_eval_config(n: int, *, policy: str = "local:smollm2", local_dtype: str = "fp32") -> dict:
+    """EvalConfig fields (without `datasets`/`out`) of the held-out offline-web evaluation of `n` questions.
+    `local_dtype`: the precision of an in-process policy (`AgentSettings.local_dtype`; the retrain run's gate uses
+    auto: bf16 where native, 1.4x faster; `benchmarks/bench_learning.py` keeps fp32, whose answers do not depend on
+    batching)."""
     return {"offline_n": n, "limit": n, "web_seed": HELD_OUT_WORLD_SEED, "offline_hops": [1, 2, 3],
             "query_llm": "none", "concurrency": HELD_OUT_CONCURRENCY,
             "agent": {"policy": policy, "max_turns": 8, "max_tokens_per_turn": 128, "max_total_tokens": 4096,
-                      "temperature": 0.0, "max_result_chars": EMBEDDED_RESULT_CHARS}}
-
+                      "temperature": 0.0, "max_result_chars": EMBEDDED_RESULT_CHARS,
+                      **({"local_dtype": local_dtype} if local_dtype != "fp32" else {})}}

@@ -85,7 +85,9 @@ class EvalConfig(BaseModel):
         a = self.agent
         return {"agent": agent_spec(a.agent).name, "policy": a.policy, "judge": self.judge, "grader": self.grader,
                 "max_turns": a.max_turns, "max_tokens_per_turn": a.max_tokens_per_turn,
-                "max_total_tokens": a.max_total_tokens, "temperature": a.temperature, "template": a.template}
+                "max_total_tokens": a.max_total_tokens, "temperature": a.temperature, "template": a.template,
+                # fp32 is left out: results files written before the setting existed still resume
+                **({"local_dtype": a.local_dtype} if a.local_dtype != "fp32" else {})}
 
 
 class RunResult(BaseModel):
