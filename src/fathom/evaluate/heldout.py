@@ -18,7 +18,7 @@ HELD_OUT_CONCURRENCY = 20
 def heldout_eval_config(n: int, *, policy: str = "local:smollm2", local_dtype: str = "fp32") -> dict:
     """EvalConfig fields (without `datasets`/`out`) of the held-out offline-web evaluation of `n` questions.
     `local_dtype`: the precision of an in-process policy (`AgentSettings.local_dtype`; the retrain run's gate uses
-    auto: bf16 where native, 1.4x faster; `benchmarks/bench_learning.py` keeps fp32, whose answers do not depend on
+    auto: bf16 where native, 1.5x faster; `benchmarks/bench_learning.py` keeps fp32, whose answers do not depend on
     batching)."""
     return {"offline_n": n, "limit": n, "web_seed": HELD_OUT_WORLD_SEED, "offline_hops": [1, 2, 3],
             "query_llm": "none", "concurrency": HELD_OUT_CONCURRENCY,
