@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--batched-only", action="store_true", help="only the batched arm (the sensitivity test)")
     ap.add_argument("--model", default="smollm2", help="'smollm2' (embedded) or a Hugging Face folder")
-    ap.add_argument("--dtype", default="auto", help="precision of the arms: auto, bf16 or fp32 (LocalClient)")
+    ap.add_argument("--dtype", default="fp32", help="precision of the arms: fp32, bf16 or auto (LocalClient)")
     ap.add_argument("--dtypes", default="", help="comma-separated precisions: one batched arm each (e.g. fp32,bf16)")
     args = ap.parse_args()
     args.rounds = H.rounds_of(args)
