@@ -13,7 +13,8 @@ client made with ``stop_loops=R`` also ends a row whose last tokens repeat one b
 row was cut).
 Groups: greedy requests batch together (per repetition penalty); unseeded sampling requests batch together (per
 temperature, top-p, penalty); a seeded sampling request runs alone so its seed reproduces the unbatched result.
-Greedy results equal unbatched generation (``tests/llm``). ``max_batch=1`` is the old one-at-a-time path.
+Greedy results equal unbatched generation in fp32, the default (``tests/llm``; in bf16 they may not: :func:`local_dtype`).
+``max_batch=1`` is the old one-at-a-time path.
 """
 
 from __future__ import annotations
