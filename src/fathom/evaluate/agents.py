@@ -22,11 +22,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
 from fathom.evaluate.graders import extract_answer
+from fathom.llm.local import LocalDtype
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class AgentSettings(BaseModel):
 
     agent: str = Field(default="fathom", description="Registered agent adapter name (see `list_agents()`).")
     policy: str = Field(default="local:smollm2", description="Policy role: local:<model> or URL#model[@KEY_ENV].")
-    local_dtype: Literal["fp32", "bf16", "auto"] = Field(
+    local_dtype: LocalDtype = Field(
         default="fp32", description="Precision of a local: policy (an endpoint serves its own): fp32 (greedy answers "
         "do not depend on batching), bf16, or auto (bf16 where the CPU computes it natively; fathom.llm.local).")
     tools_url: str | None = Field(default=None, description="Tool server base URL (None: the runner starts the "

@@ -23,5 +23,4 @@ def heldout_eval_config(n: int, *, policy: str = "local:smollm2", local_dtype: s
     return {"offline_n": n, "limit": n, "web_seed": HELD_OUT_WORLD_SEED, "offline_hops": [1, 2, 3],
             "query_llm": "none", "concurrency": HELD_OUT_CONCURRENCY,
             "agent": {"policy": policy, "max_turns": 8, "max_tokens_per_turn": 128, "max_total_tokens": 4096,
-                      "temperature": 0.0, "max_result_chars": EMBEDDED_RESULT_CHARS,
-                      **({"local_dtype": local_dtype} if local_dtype != "fp32" else {})}}
+                      "temperature": 0.0, "max_result_chars": EMBEDDED_RESULT_CHARS, "local_dtype": local_dtype}}

@@ -27,11 +27,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 from fathom.llm.base import ChatMessage, Completion, LLMClient
 
-DTYPES = ("auto", "bf16", "fp32")
+#: Precisions of in-process inference (:func:`local_dtype`); the one list AgentSettings.local_dtype validates against.
+LocalDtype = Literal["fp32", "bf16", "auto"]
+DTYPES: tuple[str, ...] = get_args(LocalDtype)
 
 
 def local_dtype(requested: str = "fp32") -> str:
